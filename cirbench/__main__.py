@@ -1,0 +1,3 @@
+from cirbench.cli import main
+
+main()

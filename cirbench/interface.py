@@ -1,0 +1,160 @@
+"""The CIR model interface every model in the zoo implements, and the model registry.
+
+The evaluator talks to a model only through this interface: it never looks inside. A model owns
+its preprocessing (PIL image -> tensor), its text handling (raw strings in) and its similarity
+(named scorer from ``cirbench.scorers``).
+
+Models are registered lazily by name with their variants; ``"name:variant"`` selects one, the
+bare name selects the default variant. Every model has a ``test_tiny`` variant that builds in a
+second on CPU with random weights: the contract tests iterate over the registry with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+
+from cirbench.registry import Registry, RegistryError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    name: str  # registry name, e.g. "fashionblip2"
+    variant: str  # e.g. "vitg", "test_tiny"
+    scorer: str  # a name in cirbench.scorers.SCORERS
+    query_shape: tuple[int, ...]  # per-query embedding shape, e.g. (12, 256)
+    candidate_shape: tuple[int, ...]  # per-candidate embedding shape, e.g. (32, 256)
+    image_size: int = 224
+    trained_on: tuple[str, ...] = ()  # datasets seen in training, e.g. ("facap", "fashioniq")
+    description: str = ""
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.variant}"
+
+
+@dataclass
+class CIRBatch:
+    """A training batch of triplets. Images are already preprocessed by the model's ``preprocess``."""
+
+    ref_images: "torch.Tensor"  # [B, 3, H, W]
+    texts: list[str]  # modification texts, already randomised/joined by the dataset
+    target_images: "torch.Tensor"  # [B, 3, H, W]
+    target_captions: list[str] | None = None  # long captions of the targets (FACap CTR task)
+    target_ids: list[str] = field(default_factory=list)  # to mask duplicate targets in-batch
+
+
+@runtime_checkable
+class CIRModel(Protocol):
+    meta: ModelMeta
+
+    def preprocess(self, image: "Image.Image") -> "torch.Tensor":
+        """One PIL image -> [3, H, W] tensor, the model's own transform."""
+
+    def encode_query(self, ref_images: "torch.Tensor", texts: Sequence[str]) -> "torch.Tensor":
+        """[B, 3, H, W] images and B texts -> [B, *meta.query_shape]."""
+
+    def encode_candidates(self, images: "torch.Tensor") -> "torch.Tensor":
+        """[N, 3, H, W] -> [N, *meta.candidate_shape]."""
+
+    def similarity(self, q: "torch.Tensor", c: "torch.Tensor") -> "torch.Tensor":
+        """[B, *q] x [N, *c] -> [B, N], higher is better."""
+
+    def checkpoint_hash(self) -> str:
+        """Identifies the weights: features cached under one hash are valid for the same weights."""
+
+
+@runtime_checkable
+class TrainableCIRModel(CIRModel, Protocol):
+    def training_losses(self, batch: CIRBatch) -> dict[str, "torch.Tensor"]:
+        """Named scalar losses for one batch; the training loop minimises their sum."""
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json + model.safetensors to ``directory``."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    variant: str | None = None  # None: the registry entry's default variant
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        name, _, variant = text.partition(":")
+        return cls(name.strip(), variant.strip() or None)
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.variant}" if self.variant else self.name
+
+
+MODELS: Registry[Any] = Registry("model")
+
+
+def register_model(
+    name: str,
+    factory: str,
+    *,
+    variants: dict[str, str],
+    default_variant: str,
+    description: str = "",
+) -> None:
+    """Register a model factory ``build(variant: str, checkpoint: str | None, **overrides)``.
+
+    ``variants`` maps variant name -> one-line description; every model has ``test_tiny``.
+    """
+    if default_variant not in variants:
+        raise ValueError(f"default variant {default_variant!r} of {name!r} is not in its variants")
+    MODELS.register(
+        name, factory, description=description, variants=variants, default_variant=default_variant
+    )
+
+
+def resolve_spec(spec: str | ModelSpec) -> ModelSpec:
+    """Validate a model spec against the registry; fill in the default variant."""
+    import difflib
+
+    _ensure_registered()
+    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+    entry = MODELS.entry(spec.name)
+    variants = entry.metadata["variants"]
+    variant = spec.variant or entry.metadata["default_variant"]
+    if variant not in variants:
+        close = difflib.get_close_matches(variant, list(variants), n=3, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise RegistryError(
+            f"model {spec.name!r} has no variant {variant!r}.{hint} Variants: {', '.join(variants)}"
+        )
+    return ModelSpec(spec.name, variant)
+
+
+def build_model(spec: str | ModelSpec, checkpoint: str | Path | None = None, **overrides: Any) -> CIRModel:
+    """Build a registered model; ``checkpoint`` is a folder written by ``save_pretrained``."""
+    spec = resolve_spec(spec)
+    factory = MODELS.get(spec.name)
+    return factory(variant=spec.variant, checkpoint=str(checkpoint) if checkpoint else None, **overrides)
+
+
+def list_model_specs() -> list[tuple[str, str, str]]:
+    """(name, variant, description) for every registered variant."""
+    _ensure_registered()
+    rows = []
+    for entry in MODELS.entries():
+        for variant, description in entry.metadata["variants"].items():
+            rows.append((entry.name, variant, description))
+    return rows
+
+
+_REGISTERED = False
+
+
+def _ensure_registered() -> None:
+    """Import the zoo's registration module once (it only registers strings; no torch)."""
+    global _REGISTERED
+    if not _REGISTERED:
+        _REGISTERED = True
+        import cirbench.baselines.zoo  # noqa: F401
