@@ -71,11 +71,20 @@ class CIRModel(Protocol):
 
 @runtime_checkable
 class TrainableCIRModel(CIRModel, Protocol):
-    def training_losses(self, batch: CIRBatch) -> dict[str, "torch.Tensor"]:
-        """Named scalar losses for one batch; the training loop minimises their sum."""
+    """What the training loop needs on top of the evaluation interface (models are nn.Modules)."""
+
+    stages: tuple[str, ...]  # e.g. ("pretrain", "finetune") or ("clip_finetune", "combiner")
+    tasks: tuple[str, ...]  # supported loss tasks, e.g. ("cir", "ctr")
+
+    def set_trainable(self, stage: str) -> None:
+        """Freeze / unfreeze parameters for a training stage (one of ``stages``)."""
+
+    def training_losses(self, batch: CIRBatch, tasks: Sequence[str] = ("cir",)) -> dict[str, "torch.Tensor"]:
+        """Named scalar losses for one batch; the loop minimises their sum. Unknown task -> ValueError."""
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json + model.safetensors to ``directory``."""
+        """Write config.json (spec + resolved build options) and model.safetensors to ``directory``;
+        ``build_model(spec, checkpoint=directory)`` restores the same model."""
 
 
 @dataclass(frozen=True)
