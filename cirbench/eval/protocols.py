@@ -15,7 +15,9 @@ from cirbench.registry import Registry
 
 
 def _strip(text: str) -> str:
-    return text.strip().strip(".?, ").strip()
+    # Exactly what the published FashionIQ code strips; an empty caption stays empty (the real
+    # val split has 3), giving e.g. " and longer", as the published numbers were computed.
+    return text.strip(".?, ")
 
 
 def join_c1_and_c2(captions: tuple[str, ...] | list[str]) -> str:

@@ -1,0 +1,41 @@
+"""Shared test setup: offline by force, GPU/weights markers skip with their reason."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Without these a missing hub file is retried over the network for ~90 s before failing.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_FASHIONIQ = REPO_ROOT.parent / "shared" / "data" / "fashioniq"
+
+
+@pytest.fixture
+def real_fashioniq() -> Path:
+    """The real FashionIQ annotation files (no images), read in place, never copied."""
+    if not (SHARED_FASHIONIQ / "captions").is_dir():
+        pytest.skip(f"real FashionIQ annotations not found at {SHARED_FASHIONIQ}")
+    return SHARED_FASHIONIQ
+
+
+def pytest_collection_modifyitems(config, items):
+    import importlib.util
+
+    has_cuda = False
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    skip_weights = pytest.mark.skip(reason="needs real pretrained weights (set CIRBENCH_WEIGHTS=1 once downloaded)")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+        if "weights" in item.keywords and not os.environ.get("CIRBENCH_WEIGHTS"):
+            item.add_marker(skip_weights)
