@@ -11,12 +11,30 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cirbench.data.schema import DataError
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a float: YAML 1.1 wants ``1.0e-4`` and would
+    otherwise hand a learning rate over as the string "1e-4"."""
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+
 
 REPO_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -46,7 +64,7 @@ def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     if path in _seen:
         raise DataError(path, "include", "include cycle: " + " -> ".join(p.name for p in (*_seen, path)))
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _load_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise DataError(path, "recipe", "file not found") from None
     except yaml.YAMLError as exc:
@@ -66,7 +84,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ValueError(f"override {text!r} must look like key.sub=value")
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), _load_yaml(raw)
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -1,0 +1,351 @@
+"""Core commands: ``models``, ``eval``, ``table``, ``compare`` and ``bench eval``.
+
+Thin: options -> library calls. torch, numpy and the evaluator load inside the commands, so
+``cirbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+
+from cirbench.data.schema import DataError
+
+
+class Missing(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
+class TableFormat(str, Enum):
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+    latex = "latex"
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    app.command("models")(models)
+    app.command("eval")(eval_model)
+    app.command("table")(table)
+    app.command("compare")(compare)
+    bench_app.command("eval")(bench_eval)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _print_wide(renderable) -> None:
+    """Print a table at its natural width, even past a narrow terminal: numbers never get cut."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = _console()
+    needed = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
+    if needed > console.width:
+        console = Console(width=needed)
+    console.print(renderable)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input (data, names, mismatched runs) ends the command with its one-line message."""
+    from cirbench.eval.metrics import ComparisonError
+    from cirbench.registry import RegistryError
+
+    try:
+        yield
+    except (DataError, RegistryError, ComparisonError) as exc:
+        _console(stderr=True).print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+# ---- models ----------------------------------------------------------------------------------
+
+
+def models(
+    params: bool = typer.Option(False, "--params", help="Also show the parameter counts of the full-size models."),
+) -> None:
+    """List every registered model and variant (any listed spec works with --model).
+
+    Example: cirbench models --params
+    """
+    from rich.table import Table
+
+    from cirbench.interface import MODELS, list_model_specs
+
+    table = Table(title="Registered models (spec = name:variant)")
+    table.add_column("spec", no_wrap=True)
+    table.add_column("default")
+    table.add_column("variant", max_width=60)
+    table.add_column("model", max_width=60)
+    previous = None
+    for name, variant, description in list_model_specs():
+        entry = MODELS.entry(name)
+        if previous is not None and name != previous:
+            table.add_section()
+        is_default = "✓" if variant == entry.metadata["default_variant"] else ""
+        table.add_row(f"{name}:{variant}", is_default, description, entry.description if name != previous else "")
+        previous = name
+    _print_wide(table)
+    if params:
+        _print_parameter_counts()
+
+
+def _print_parameter_counts() -> None:
+    from rich.table import Table
+
+    try:
+        from cirbench.baselines.params import full_size_parameter_counts
+    except ImportError as exc:
+        _console(stderr=True).print(
+            f"parameter counts are not available: cirbench.baselines.params cannot be imported ({exc})",
+            style="red", markup=False,
+        )
+        raise typer.Exit(1) from None
+    table = Table(title="Parameter counts of the full-size models (built on the meta device, no weights)")
+    table.add_column("model")
+    table.add_column("parameters", justify="right")
+    for what, count in full_size_parameter_counts():
+        table.add_row(what, f"{count:,}")
+    _print_wide(table)
+
+
+# ---- eval ------------------------------------------------------------------------------------
+
+
+def eval_model(
+    model: str = typer.Option(..., "--model", help="Model spec name[:variant]; see `cirbench models`."),
+    dataset: str = typer.Option(..., "--dataset", help="Benchmark name, e.g. fashioniq, enhfashioniq."),
+    data_root: Path = typer.Option(..., "--data-root", help="The benchmark's folder (FashionIQ layout)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Folder written by training (save_pretrained)."),
+    split: str = typer.Option("val", "--split", help="Split to evaluate."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated, e.g. dress,shirt (default: all)."),
+    missing: Missing = typer.Option(Missing.error, "--missing", help="Queries whose images are missing: stop, or skip them."),
+    protocol: str = typer.Option("fashioniq/v1", "--protocol", help="Evaluation protocol id."),
+    out: Optional[Path] = typer.Option(None, "--out", show_default="runs/<timestamp>-<model>-<dataset>", help="Run folder for results.jsonl and ranks.jsonl (appended)."),
+    show_table: bool = typer.Option(False, "--table", help="Print the Table-3 layout of this run."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default="$CIRBENCH_CACHE or ~/.cache/cirbench/features", help="Where encoded galleries are cached."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Encode galleries afresh and cache nothing."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per encoder batch."),
+    chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Queries scored at once."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    num_workers: int = typer.Option(0, "--num-workers", min=0, help="Image loading worker processes."),
+    seed: int = typer.Option(0, "--seed", help="Seed for torch and the bootstrap intervals."),
+) -> None:
+    """Evaluate one model on one benchmark: target ranks, Recall@K with 95% intervals, records.
+
+    Example: cirbench eval --model clip_sum:test_tiny --dataset fashioniq --data-root data/fashioniq --table
+    """
+    from cirbench.data.registry import DATASETS
+    from cirbench.eval.protocols import get_protocol
+    from cirbench.interface import resolve_spec
+
+    with user_errors():
+        spec = resolve_spec(model)
+        eval_protocol = get_protocol(protocol)
+        _check_device(device)
+        wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+        splits = DATASETS.get(dataset)(data_root, split=split, categories=wanted, missing=missing.value)
+        built = _build_on_device(str(spec), checkpoint, device, seed)
+        result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, batch_size, chunk_size, device, num_workers)
+        run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
+        records = _write_results(result, eval_protocol, run_dir, seed, _checkpoint_config_hash(checkpoint))
+    _console().print(f"wrote {len(records)} records to {run_dir}", markup=False)
+    if show_table:
+        _print_tables(records, [])
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError("--device", device, "CUDA is not available on this machine; use --device cpu")
+
+
+def _build_on_device(spec: str, checkpoint: Path | None, device: str, seed: int):
+    import torch
+
+    from cirbench.interface import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(spec, checkpoint=checkpoint)
+    return model.to(device) if isinstance(model, torch.nn.Module) else model
+
+
+def _evaluate(model, splits, protocol, cache_dir, no_cache, batch_size, chunk_size, device, num_workers):
+    from cirbench.eval.evaluator import evaluate
+    from cirbench.eval.retrieval import default_cache_dir
+
+    cache = None if no_cache else (cache_dir or default_cache_dir())
+    return evaluate(model, splits, protocol, batch_size=batch_size, chunk_size=chunk_size, cache_dir=cache,
+                    device=device, num_workers=num_workers)
+
+
+def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
+    """The recipe hash a training run stored in its checkpoint's config.json, if any."""
+    config = checkpoint / "config.json" if checkpoint else None
+    if config is None or not config.is_file():
+        return None
+    try:
+        value = json.loads(config.read_text()).get("config_hash")
+    except (ValueError, AttributeError):
+        raise DataError(config, "config_hash", "not a JSON object") from None
+    return str(value) if value else None
+
+
+def _write_results(result, protocol, run_dir: Path, seed: int, config_hash: str | None) -> list[dict]:
+    from cirbench.results import eval_records, new_run_id, rank_rows, write_run
+
+    run_id = new_run_id()
+    records = eval_records(result, protocol, run_id=run_id, seed=seed, config_hash=config_hash)
+    write_run(run_dir, records, rank_rows(result, run_id=run_id, seed=seed))
+    return records
+
+
+def _print_tables(records: list[dict], ranks: list[dict], *, reported: bool = False, ci: bool = False) -> None:
+    from cirbench.report.tables import build_tables, to_rich
+
+    for built in build_tables(records, ranks, reported=reported, ci=ci):
+        _print_wide(to_rich(built, ci=ci))
+
+
+# ---- table -----------------------------------------------------------------------------------
+
+
+def table(
+    results: Optional[List[Path]] = typer.Argument(None, help="results.jsonl files, run folders or globs."),
+    fmt: TableFormat = typer.Option(TableFormat.rich, "--format", help="Output format on the terminal."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write every table in all four formats here."),
+    reported: bool = typer.Option(False, "--reported", help="Add the paper's printed rows, marked 'reported'."),
+    ci: bool = typer.Option(False, "--ci", help="Show bootstrap 95% intervals."),
+) -> None:
+    """Render results as tables in the layout of the FACap paper's Table 3 (one per protocol).
+
+    Example: cirbench table runs/ --reported --format markdown --out results/tables
+    """
+    from cirbench.report.tables import load_tables, render, to_rich, write_tables
+
+    if not results and not reported:
+        raise typer.BadParameter("give result files or run folders, or --reported")
+    with user_errors():
+        tables = load_tables(results or [], reported=reported, ci=ci)
+    for built in tables:
+        if fmt is TableFormat.rich:
+            _print_wide(to_rich(built, ci=ci))
+        else:
+            typer.echo(render(built, fmt.value, ci=ci))
+    if out:
+        written = write_tables(tables, out, ci=ci)
+        _console(stderr=True).print(f"wrote {len(written)} files to {out}", markup=False)
+
+
+# ---- compare ---------------------------------------------------------------------------------
+
+
+def compare(
+    run_a: Path = typer.Argument(..., help="Run folder (or results.jsonl) of run a."),
+    run_b: Path = typer.Argument(..., help="Run folder (or results.jsonl) of run b."),
+    model_a: Optional[str] = typer.Option(None, "--model-a", help="Model spec to take from run a (if it holds several)."),
+    model_b: Optional[str] = typer.Option(None, "--model-b", help="Model spec to take from run b (if it holds several)."),
+    k: List[int] = typer.Option([10, 50], "--k", help="Cut-offs to test (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the permutations."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per cut-off."),
+) -> None:
+    """Paired test of two runs on the same queries: Recall@K difference (averaged over categories),
+    paired bootstrap 95% interval, sign-flip permutation p-value, McNemar counts.
+
+    Example: cirbench compare runs/clip_sum runs/clip_image_only --k 10 --k 50
+    """
+    from dataclasses import asdict
+
+    from cirbench.eval.metrics import paired_test
+
+    with user_errors():
+        ranks_a, ranks_b = _query_ranks(run_a, model_a), _query_ranks(run_b, model_b)
+        tests = [paired_test(ranks_a, ranks_b, cutoff, seed=seed) for cutoff in k]
+    if json_output:
+        for test in tests:
+            typer.echo(json.dumps(asdict(test)))
+        return
+    _print_wide(_paired_table(tests, run_a, run_b))
+
+
+def _query_ranks(run: Path, model: str | None):
+    """The QueryRanks of one model in a run; refuses a run that holds several without --model."""
+    import numpy as np
+
+    from cirbench.eval.metrics import QueryRanks
+    from cirbench.results import read_ranks
+
+    rows = [r for r in read_ranks([run]) if model is None or r["model"] == model]
+    groups = sorted({(r["model"], r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"]) for r in rows})
+    if len(groups) != 1:
+        found = "; ".join(" ".join(map(str, g)) for g in groups) or "none"
+        raise DataError(run, "ranks.jsonl", f"expected one model/dataset/split, found: {found} (use --model-a/--model-b)")
+    return [QueryRanks(r["protocol"], r["category"], r["query_ids"], np.asarray(r["ranks"], dtype=np.int64)) for r in rows]
+
+
+def _paired_table(tests, run_a: Path, run_b: Path):
+    from rich.table import Table
+
+    table = Table(title=f"a = {run_a}   b = {run_b}   (Recall@K averaged over categories)")
+    for column in ("K", "a", "b", "a - b", "95% CI", "p (sign-flip)", "a only", "b only", "queries"):
+        table.add_column(column, justify="right")
+    for t in tests:
+        table.add_row(
+            str(t.k), f"{t.recall_a:.2f}", f"{t.recall_b:.2f}", f"{t.difference:+.2f}",
+            f"[{t.ci_low:+.2f}, {t.ci_high:+.2f}]", f"{t.p_value:.4f}", str(t.a_only), str(t.b_only), f"{t.n_queries:,}",
+        )
+    return table
+
+
+# ---- bench eval ------------------------------------------------------------------------------
+
+
+def bench_eval(
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object (ratio, peak_mb, times)."),
+    chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Queries scored at once."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Timed runs per path after one warm-up (best kept)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random features."),
+) -> None:
+    """Time the evaluator's scoring + ranking on FashionIQ-val-sized random multihead features
+    (12 x 256) against a bare matrix product of the same shapes, in the same run; peak memory.
+
+    Example: cirbench bench eval --json
+    """
+    from cirbench.eval.bench import run_eval_bench
+
+    with user_errors():
+        _check_device(device)
+    with _console(stderr=True).status(f"timing both paths on three categories, best of {repeats} ..."):
+        report = run_eval_bench(chunk_size=chunk_size, repeats=repeats, seed=seed, device=device)
+    if json_output:
+        typer.echo(json.dumps(report))
+        return
+    _print_wide(_bench_table(report))
+
+
+def _bench_table(report: dict):
+    from rich.table import Table
+
+    title = (f"evaluator scoring + ranking vs bare matmul — {report['device']}, {report['torch_threads']} torch threads, "
+             f"chunk {report['chunk_size']}, best of {report['repeats']}")
+    table = Table(title=title, caption=f"peak RSS {report['peak_mb']:.0f} MB (target < 2048; {report['peak_mb_before']:.0f} MB before the benchmark)")
+    for column in ("category", "queries", "gallery", "ours (s)", "bare (s)", "ours / bare"):
+        table.add_column(column, justify="right")
+    for name, c in report["categories"].items():
+        table.add_row(name, f"{c['queries']:,}", f"{c['gallery']:,}", f"{c['ours_s']:.3f}", f"{c['bare_s']:.3f}", f"{c['ratio']:.2f}")
+    table.add_section()
+    table.add_row("all", "", "", f"{report['ours_s']:.3f}", f"{report['bare_s']:.3f}", f"{report['ratio']:.2f} (target ≤ 1.3)")
+    return table

@@ -1,0 +1,154 @@
+"""Gallery feature cache and chunked scoring to target ranks.
+
+Ranking rule (ties count against the target). For a query whose target sits in gallery column t,
+
+    rank = #{candidates scoring strictly higher than the target}
+         + #{other candidates scoring exactly the same as the target}
+
+i.e. the target is placed last among equal scores, so a model that gives every candidate the same
+score gets the worst rank, never a lucky one. Ranks are 0-based: rank < K is a hit at Recall@K.
+With ``remove_reference`` the query's reference column is left out of the count (unless the
+reference is the target itself). A NaN target score is an error, never a silent miss (the
+evaluator refuses non-finite embeddings when they are encoded, so no other score can be NaN).
+
+Memory: scores exist for one chunk of queries at a time ([b, N]), never for all queries at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from math import prod
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from cirbench.scorers import Scorer
+
+# Largest scratch score block per chunk, in elements (2**26 float32 = 256 MB). A maxsim gallery of
+# N images x T tokens costs N*T per query row, so its chunks get fewer rows.
+MAX_CHUNK_ELEMENTS = 2**26
+
+
+def chunk_rows(prepared_candidates: "torch.Tensor", chunk_size: int) -> int:
+    """Query rows per chunk: ``chunk_size`` unless the [rows, N, *tokens] block would pass the cap."""
+    per_query = prepared_candidates.shape[0] * prod(prepared_candidates.shape[1:-1])
+    return max(1, min(chunk_size, MAX_CHUNK_ELEMENTS // max(1, per_query)))
+
+
+def rank_targets(
+    scorer: "Scorer",
+    queries: "torch.Tensor",
+    candidates: "torch.Tensor",
+    target_cols: "torch.Tensor",
+    exclude_cols: "torch.Tensor | None" = None,
+    *,
+    chunk_size: int = 1024,
+) -> "np.ndarray":
+    """0-based rank of each query's target among ``candidates`` (the module's tie rule).
+
+    ``queries`` [Q, *q] and ``candidates`` [N, *c] are raw embeddings; the scorer prepares the
+    gallery once and each query chunk as it goes. ``exclude_cols`` (or -1 for none) names a
+    column left out of each query's ranking. Returns int64 [Q].
+    """
+    import numpy as np
+    import torch
+
+    prepared = scorer.prepare_candidates(candidates)
+    rows = chunk_rows(prepared, chunk_size)
+    ranks = []
+    for start in range(0, len(queries), rows):
+        stop = start + rows
+        scores = scorer.score_prepared(scorer.prepare_query(queries[start:stop]), prepared)
+        excluded = None if exclude_cols is None else exclude_cols[start:stop]
+        ranks.append(ranks_from_scores(scores, target_cols[start:stop], excluded))
+    if not ranks:
+        return np.zeros(0, dtype=np.int64)
+    return torch.cat(ranks).cpu().numpy().astype(np.int64)
+
+
+def ranks_from_scores(
+    scores: "torch.Tensor", target_cols: "torch.Tensor", exclude_cols: "torch.Tensor | None" = None
+) -> "torch.Tensor":
+    """[b, N] scores -> [b] target ranks: candidates at or above the target's score, minus itself."""
+    import torch
+
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    target_cols = target_cols.to(scores.device)
+    target_scores = scores[rows, target_cols].unsqueeze(1)
+    if torch.isnan(target_scores).any():
+        raise ValueError("a target's score is NaN: cannot rank")
+    ahead = (scores >= target_scores).sum(dim=1) - 1
+    if exclude_cols is not None:
+        exclude_cols = exclude_cols.to(scores.device)
+        applies = (exclude_cols >= 0) & (exclude_cols != target_cols)
+        excluded_ahead = scores[rows, exclude_cols.clamp(min=0)] >= target_scores.squeeze(1)
+        ahead = ahead - (applies & excluded_ahead).long()
+    return ahead
+
+
+def gallery_key(
+    model_spec: str,
+    checkpoint_hash: str,
+    dataset: str,
+    category: str,
+    split: str,
+    gallery: Sequence[str],
+    image_paths: dict[str, Path],
+) -> str:
+    """Cache key of one encoded gallery: the model's weights, the split and its ordered images.
+
+    The image files' size and modification time are part of the key, so a regenerated folder
+    (e.g. a synthetic world rebuilt with another seed under the same ids) is encoded afresh.
+    """
+    digest = hashlib.sha256()
+    header = [model_spec, checkpoint_hash, dataset, category, split, len(gallery)]
+    digest.update(json.dumps(header).encode())
+    for image_id in gallery:
+        stat = Path(image_paths[image_id]).stat()
+        digest.update(f"\n{image_id}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+class FeatureCache:
+    """Encoded galleries on disk as safetensors, one file per ``gallery_key``."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory).expanduser()
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.safetensors"
+
+    def load(self, key: str, expected_rows: int) -> "torch.Tensor | None":
+        """The cached features, or None when absent or unreadable (then the caller re-encodes)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            features = load_file(str(path))["features"]
+        except (SafetensorError, KeyError, OSError):
+            return None
+        return features if features.shape[0] == expected_rows else None
+
+    def save(self, key: str, features: "torch.Tensor", metadata: dict[str, str]) -> Path:
+        """Write atomically (temporary file + rename), so a killed run never leaves half a file."""
+        from safetensors.torch import save_file
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(key)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        save_file({"features": features.detach().cpu().contiguous()}, str(partial), metadata=metadata)
+        os.replace(partial, path)
+        return path
+
+
+def default_cache_dir() -> Path:
+    """``$CIRBENCH_CACHE`` or ``~/.cache/cirbench/features``."""
+    return Path(os.environ.get("CIRBENCH_CACHE") or Path.home() / ".cache" / "cirbench" / "features")

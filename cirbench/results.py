@@ -1,0 +1,168 @@
+"""Results as records: one JSON line per (run, model, dataset, category, split, protocol, metric).
+
+A run folder holds ``results.jsonl`` (the records: Recall@K per category with its bootstrap
+interval and provenance) and ``ranks.jsonl`` (one line per model / dataset / category / split with
+the query ids and the target ranks they came from), so paired tests and re-bootstraps use the very
+same arrays. Averages over categories are never stored: tables compute them from the records.
+Missing values are ``null``, never NaN. Writing appends, so an earlier run in a folder is kept.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import secrets
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import cirbench
+from cirbench.data.schema import DataError
+
+if TYPE_CHECKING:
+    from cirbench.eval.evaluator import EvalResult
+    from cirbench.eval.protocols import EvalProtocol
+
+RESULTS_FILE = "results.jsonl"
+RANKS_FILE = "ranks.jsonl"
+RECORD_FIELDS = (
+    "run_id", "model", "checkpoint_hash", "config_hash", "dataset", "category", "split", "protocol",
+    "metric", "value", "ci_low", "ci_high", "n_queries", "n_queries_total", "git_commit",
+    "package_version", "seed", "device", "created",
+)
+RANK_FIELDS = (
+    "run_id", "model", "checkpoint_hash", "dataset", "category", "split", "protocol", "seed",
+    "n_gallery", "n_queries_total", "query_ids", "ranks",
+)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout cirbench runs from, "+dirty" when tracked files changed; None
+    when it does not run from a git checkout of itself (e.g. an installed wheel)."""
+    package_root = Path(cirbench.__file__).resolve().parent.parent
+    head = _git(package_root, "rev-parse", "--show-toplevel", "HEAD")
+    if head is None or len(head.split()) != 2 or Path(head.split()[0]).resolve() != package_root:
+        return None
+    status = _git(package_root, "status", "--porcelain", "--untracked-files=no")
+    return head.split()[1] + ("+dirty" if status else "")
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def eval_records(
+    result: "EvalResult",
+    protocol: "EvalProtocol",
+    *,
+    run_id: str,
+    seed: int,
+    config_hash: str | None = None,
+    n_resamples: int = 1000,
+) -> list[dict[str, Any]]:
+    """One record per split and ``protocol.ks`` cut-off: recall@K with its bootstrap interval."""
+    from cirbench.eval.metrics import recall_with_ci
+
+    shared = {
+        "run_id": run_id, "model": result.model, "checkpoint_hash": result.checkpoint_hash,
+        "config_hash": config_hash, "protocol": result.protocol, "git_commit": git_commit(),
+        "package_version": cirbench.__version__, "seed": seed, "device": result.device,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    records = []
+    for split in result.splits:
+        estimates = recall_with_ci(split.ranks, protocol.ks, split.category, seed=seed, n_resamples=n_resamples)
+        for k, estimate in estimates.items():
+            records.append({
+                **shared, "dataset": split.dataset, "category": split.category, "split": split.split,
+                "metric": f"recall@{k}", "value": _finite(estimate.value), "ci_low": _finite(estimate.ci_low),
+                "ci_high": _finite(estimate.ci_high), "n_queries": split.n_queries,
+                "n_queries_total": split.n_queries_total,
+            })
+    return [{name: record[name] for name in RECORD_FIELDS} for record in records]
+
+
+def rank_rows(result: "EvalResult", *, run_id: str, seed: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": run_id, "model": result.model, "checkpoint_hash": result.checkpoint_hash,
+            "dataset": s.dataset, "category": s.category, "split": s.split, "protocol": result.protocol,
+            "seed": seed, "n_gallery": s.n_gallery, "n_queries_total": s.n_queries_total,
+            "query_ids": list(s.query_ids), "ranks": [int(r) for r in s.ranks],
+        }
+        for s in result.splits
+    ]
+
+
+def write_run(out_dir: str | Path, records: Sequence[dict], ranks: Sequence[dict]) -> Path:
+    """Append records and ranks to ``out_dir``'s results.jsonl and ranks.jsonl."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _append_jsonl(out_dir / RANKS_FILE, ranks)
+    _append_jsonl(out_dir / RESULTS_FILE, records)
+    return out_dir
+
+
+def _append_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(lines)
+
+
+def result_files(paths: Sequence[str | Path], name: str = RESULTS_FILE) -> list[Path]:
+    """Files named by ``paths``: files as given, folders searched for ``name``, globs expanded."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))] if not path.exists() else [path]
+        if not matches:
+            raise DataError(path, "results", "no such file or folder")
+        for match in matches:
+            found.extend(sorted(match.rglob(name)) if match.is_dir() else [match])
+    if paths and not found:
+        raise DataError(paths[0], "results", f"no {name} found")
+    return list(dict.fromkeys(found))
+
+
+def read_records(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    return [row for path in result_files(paths) for row in _read_jsonl(path, RECORD_FIELDS)]
+
+
+def read_ranks(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The ranks.jsonl beside each results file (or under each folder) named by ``paths``."""
+    siblings = [f.with_name(RANKS_FILE) for f in result_files(paths)]
+    return [row for path in siblings if path.is_file() for row in _read_jsonl(path, RANK_FIELDS)]
+
+
+def _read_jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise DataError(path, f"line {number}", f"not a valid JSON record: {exc}") from None
+        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
+        if missing:
+            raise DataError(path, f"line {number}", f"missing fields: {', '.join(missing)}")
+        rows.append(row)
+    return rows
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed (results use null)")

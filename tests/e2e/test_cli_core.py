@@ -1,0 +1,168 @@
+"""The core commands end to end: models, eval, table, compare, bench eval.
+
+A fake model (``fake_cir``) and a fake benchmark (``fake_fashioniq``) are registered for these
+tests; one test runs the real FashionIQ reader on a FashionIQ-layout folder with missing images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cirbench.cli import app
+from cirbench.data.registry import DATASETS
+from cirbench.eval import bench
+from cirbench.interface import MODELS, list_model_specs, register_model
+from fake_cir import FakeCIRModel, make_split, write_images
+
+CATEGORIES = ("dress", "shirt", "toptee")
+
+
+def build_fake(variant: str, checkpoint: str | None = None) -> FakeCIRModel:
+    return FakeCIRModel("maxsim" if variant == "maxsim" else "multihead", variant=variant)
+
+
+def load_fake(root, split="val", categories=None, missing="error"):
+    return [make_split(Path(root) / c, c, seed=i) for i, c in enumerate(categories or CATEGORIES)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fakes_registered():
+    list_model_specs()  # the zoo first, so the fake is one more entry
+    if "fake_cir" not in MODELS:
+        register_model("fake_cir", build_fake, variants={"test_tiny": "fake, multihead", "maxsim": "fake, maxsim"},
+                       default_variant="test_tiny", description="test double")
+    if "fake_fashioniq" not in DATASETS:
+        DATASETS.register("fake_fashioniq", load_fake, subdir="fake_fashioniq", description="test double")
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output + repr(result.exception)
+        return result.output
+
+    return invoke
+
+
+def fake_eval(cli, *extra: str, out: str = "run") -> str:
+    return cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", out, *extra)
+
+
+@pytest.mark.parametrize("command", [["models"], ["eval"], ["table"], ["compare"], ["bench", "eval"]])
+def test_every_command_has_help_with_an_example(cli, command):
+    output = cli(*command, "--help")
+    assert "Example: cirbench " + command[0] in " ".join(output.split())
+
+
+def test_models_lists_every_registered_spec(cli):
+    output = cli("models")
+    for name, variant, _ in list_model_specs():
+        assert f"{name}:{variant}" in output
+    assert "fashionblip2:test_tiny" in output and "fake_cir:maxsim" in output
+
+
+def test_eval_writes_records_and_ranks_and_prints_the_table(cli, tmp_path):
+    output = fake_eval(cli, "--table", "--batch-size", "5", "--chunk-size", "7")
+    records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 3 * 4 and {r["category"] for r in records} == set(CATEGORIES)
+    assert {r["model"] for r in records} == {"fake_cir:test_tiny"} and records[0]["seed"] == 0
+    ranks = (tmp_path / "run" / "ranks.jsonl").read_text().splitlines()
+    assert len(ranks) == 3 and len(json.loads(ranks[0])["ranks"]) == 30
+    assert "wrote 12 records" in output
+    for header in ("dress R@10", "toptee R@50", "avg R@10", "fake_cir:test_tiny", "measured"):
+        assert header in output
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 3
+
+
+def test_eval_default_run_folder_and_category_selection(cli, tmp_path):
+    cli("eval", "--model", "fake_cir:maxsim", "--dataset", "fake_fashioniq", "--data-root", "data",
+        "--categories", "dress,shirt")
+    [results] = list((tmp_path / "runs").glob("*-fake_cir_maxsim-fake_fashioniq/results.jsonl"))
+    assert {json.loads(line)["category"] for line in results.read_text().splitlines()} == {"dress", "shirt"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "fake_cirr"], "Did you mean: fake_cir"),
+    (["--model", "fake_cir:tiny"], "has no variant 'tiny'"),
+    (["--model", "fake_cir", "--dataset", "fashioniqq"], "Did you mean: fashioniq"),
+    (["--model", "fake_cir", "--protocol", "fashioniq/v9"], "unknown protocol 'fashioniq/v9'"),
+])
+def test_unknown_names_end_with_one_clear_message(cli, args, message):
+    defaults = {"--dataset": "fake_fashioniq", "--data-root": "data"}
+    given = dict(zip(args[::2], args[1::2]))
+    argv = [x for key, value in {**defaults, **given}.items() for x in (key, value)]
+    output = cli("eval", *argv, code=1)
+    assert message in output and "Traceback" not in output
+
+
+def write_fashioniq_layout(root: Path, missing: list[str]) -> None:
+    """A FashionIQ-layout folder: dress with 6 queries over 10 images, some images deleted."""
+    gallery = [f"D{i}" for i in range(10)]
+    queries = [{"candidate": gallery[i], "target": gallery[i + 1], "captions": ["is red", "has long sleeves"]} for i in range(6)]
+    for folder, name, data in [("captions", "cap.dress.val.json", queries), ("image_splits", "split.dress.val.json", gallery)]:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / name).write_text(json.dumps(data))
+    paths = write_images(root / "images", gallery)
+    for image_id in missing:
+        paths[image_id].unlink()
+
+
+def test_real_reader_missing_images_stop_or_are_skipped_and_counted(cli, tmp_path):
+    write_fashioniq_layout(tmp_path / "fiq", missing=["D0", "D3"])
+    base = ["eval", "--model", "fake_cir", "--dataset", "fashioniq", "--data-root", "fiq"]
+    stopped = cli(*base, "--out", "stopped", code=1)
+    assert "missing" in stopped and "Traceback" not in stopped and not (tmp_path / "stopped").exists()
+    output = cli(*base, "--missing", "skip", "--out", "skipped", "--table")
+    assert "dress n=3/6" in " ".join(output.split())  # queries 0, 2, 3 lose an image
+    record = json.loads((tmp_path / "skipped" / "results.jsonl").read_text().splitlines()[0])
+    assert (record["n_queries"], record["n_queries_total"]) == (3, 6)
+
+
+def test_table_renders_every_format_and_writes_them_all(cli, tmp_path):
+    fake_eval(cli)
+    assert "| fake_cir:test_tiny | measured |" in cli("table", "run", "--format", "markdown")
+    assert cli("table", "run", "--format", "csv").startswith("protocol,dataset,split,model,source,setting,dress_r10")
+    assert r"\toprule" in cli("table", "run/results.jsonl", "--format", "latex")
+    with_reported = cli("table", "run", "--reported", "--ci", "--out", "tables")
+    assert "FTI4CIR" in with_reported and "reported (fine_tuned)" in with_reported and "20.39†" in with_reported
+    # the paper's rows are FashionIQ val: a table of their own beside the fake benchmark's
+    assert sorted(p.name for p in (tmp_path / "tables").glob("*.md")) == [
+        "fake_fashioniq-val-fashioniq_v1.md", "fashioniq-val-fashioniq_v1.md",
+    ]
+    assert "FTI4CIR" not in (tmp_path / "tables" / "fake_fashioniq-val-fashioniq_v1.md").read_text()
+    assert len(list((tmp_path / "tables").iterdir())) == 8
+
+
+def test_table_needs_something_to_show(cli):
+    assert "--reported" in cli("table", code=2)
+    assert "no such file or folder" in cli("table", "nowhere", code=1)
+
+
+def test_compare_gives_a_paired_test_and_refuses_other_queries(cli, tmp_path):
+    fake_eval(cli, out="a")
+    cli("eval", "--model", "fake_cir:maxsim", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", "b")
+    lines = cli("compare", "a", "b", "--k", "10", "--json").splitlines()
+    test = json.loads(lines[0])
+    assert test["k"] == 10 and test["n_queries"] == 90 and 0 < test["p_value"] <= 1
+    assert test["ci_low"] <= test["difference"] <= test["ci_high"]
+    assert "p (sign-flip)" in cli("compare", "a", "b")
+    cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", "c",
+        "--categories", "dress")
+    assert "different categories" in cli("compare", "a", "c", code=1)
+
+
+def test_bench_eval_prints_ratio_and_peak_memory_as_json(cli, monkeypatch):
+    monkeypatch.setattr(bench, "FASHIONIQ_VAL_SHAPES", {"dress": (20, 38), "shirt": (20, 63), "toptee": (19, 53)})
+    report = json.loads(cli("bench", "eval", "--json", "--repeats", "1", "--chunk-size", "8"))
+    assert set(report["categories"]) == set(CATEGORIES)
+    assert report["ratio"] > 0 and report["peak_mb"] > 0 and report["chunk_size"] == 8
+    assert "ours / bare" in cli("bench", "eval", "--repeats", "1")
