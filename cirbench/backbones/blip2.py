@@ -1,0 +1,357 @@
+"""The BLIP-2 backbone of FashionBLIP-2 and SPRC, on transformers' ``Blip2ForImageTextRetrieval``.
+
+Three ways to get one, same classes each time:
+
+- the real ViT-g image-text-retrieval checkpoint (``Salesforce/blip2-itm-vit-g``) or a local copy,
+  loaded with ``from_pretrained`` (weights downloaded beforehand);
+- a tiny random one (``tiny_blip2_backbone``) with an in-memory word-piece tokenizer, for tests;
+- a tiny one pre-trained contrastively on the synthetic world (``pretrain_blip2_backbone``), saved
+  as a folder (config + safetensors + tokenizer) that ``load_blip2_backbone`` reads back.
+
+``Blip2Backbone`` exposes the Q-Former passes both models need, as the retrieval model runs them:
+image-only (32 query tokens cross-attend to the ViT), fused image + text (query tokens first,
+``query_length=32``, only the query part cross-attends) and text-only (``query_length=0``: every
+token, prefix included, goes through the text feed-forward and nothing cross-attends).
+
+This module imports torch and transformers: CLI code imports it inside its functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import string
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from transformers import AutoTokenizer, BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
+
+from cirbench.train.losses import in_batch_contrastive
+
+BLIP2_HUB_NAME = "Salesforce/blip2-itm-vit-g"
+# BLIP-2's image processor: bicubic resize to a square, then CLIP's normalisation.
+BLIP2_MEAN = (0.48145466, 0.4578275, 0.40821073)
+BLIP2_STD = (0.26862954, 0.26130258, 0.27577711)
+
+SYNTH_BACKBONE_ENV = "CIRBENCH_SYNTH_BLIP2"
+SYNTH_BACKBONE_COMMAND = "cirbench synth-backbones --world WORLD_DIR"
+
+_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_CHARACTERS = string.ascii_lowercase + string.digits
+# Fashion words known to every tiny tokenizer; anything else falls back to character pieces.
+_BASE_WORDS = """
+a an and the is are be with without more less than to of in on it its has have make makes
+dress shirt top tee toptee skirt pants jacket coat blouse sweater
+black white grey gray red blue green yellow orange pink purple brown beige navy
+solid stripes striped dots dotted checks checked floral plaid pattern patterned print printed
+sleeve sleeves sleeveless short long longer shorter medium three quarter
+neck neckline round v square collar collared crew
+length mini midi maxi knee ankle fit fitted loose tight slim relaxed wide narrow
+darker lighter brighter color colour colored different same similar change changed
+""".split()
+
+
+def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:
+    """One PIL image -> [3, size, size] float tensor, BLIP-2's resize and normalisation."""
+    pixels = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    tensor = torch.from_numpy(pixels / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(BLIP2_MEAN).view(3, 1, 1)
+    std = torch.tensor(BLIP2_STD).view(3, 1, 1)
+    return (tensor - mean) / std
+
+
+def words_of(texts: Iterable[str]) -> list[str]:
+    """Lower-case alphabetic words of ``texts``, in order of first appearance."""
+    return list(dict.fromkeys(w for text in texts for w in re.findall(r"[a-z]+", text.lower())))
+
+
+def build_tiny_tokenizer(extra_words: Iterable[str] = (), max_length: int = 128) -> BertTokenizerFast:
+    """A BERT word-piece tokenizer built from an in-memory vocabulary (no files, no network).
+
+    Single characters and their ``##`` continuations are in the vocabulary, so unknown words split
+    into pieces instead of collapsing to [UNK]. (``BertTokenizerFast(vocab_file=...)`` would
+    silently map everything to [UNK] in transformers 5: the vocabulary is passed as a dict.)
+    """
+    pieces = [*_SPECIAL_TOKENS, *string.punctuation, *_CHARACTERS, *(f"##{c}" for c in _CHARACTERS)]
+    tokens = list(dict.fromkeys([*pieces, *_BASE_WORDS, *extra_words]))
+    vocab = {token: index for index, token in enumerate(tokens)}
+    return BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_length)
+
+
+def vitg_blip2_config() -> Blip2Config:
+    """The ViT-g image-text-retrieval BLIP-2 (transformers' default sizes) with the Q-Former's text layers."""
+    return Blip2Config(qformer_config={"use_qformer_text_input": True})
+
+
+def tiny_blip2_config(vocab_size: int, image_size: int = 64) -> Blip2Config:
+    """A ~2.4 M-parameter BLIP-2 with the paper's token counts (32 queries, 256-d ITC space)."""
+    return Blip2Config(
+        vision_config={
+            "hidden_size": 128,
+            "intermediate_size": 512,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "image_size": image_size,
+            "patch_size": 8,
+            "initializer_range": 0.02,  # the default 1e-10 assumes pretrained weights get loaded
+        },
+        qformer_config={
+            "vocab_size": vocab_size,
+            "hidden_size": 128,
+            "intermediate_size": 512,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 128,
+            "cross_attention_frequency": 2,
+            "use_qformer_text_input": True,
+        },
+        num_query_tokens=32,
+        image_text_hidden_size=256,
+    )
+
+
+class Blip2Backbone(nn.Module):
+    """A ``Blip2ForImageTextRetrieval`` and its tokenizer, with the Q-Former passes used by the zoo."""
+
+    def __init__(self, blip: Blip2ForImageTextRetrieval, tokenizer):
+        """``tokenizer`` may be None for a structure-only backbone (meta-device parameter counts)."""
+        super().__init__()
+        if not blip.config.qformer_config.use_qformer_text_input:
+            raise ValueError(
+                "the BLIP-2 Q-Former has no text layers: its config needs "
+                "qformer_config.use_qformer_text_input=True (the image-text-retrieval checkpoints have it)"
+            )
+        self.blip = blip
+        self.tokenizer = tokenizer
+
+    @property
+    def config(self) -> Blip2Config:
+        return self.blip.config
+
+    @property
+    def image_size(self) -> int:
+        return self.config.vision_config.image_size
+
+    @property
+    def num_query_tokens(self) -> int:
+        return self.config.num_query_tokens
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.qformer_config.hidden_size
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.image_text_hidden_size
+
+    @property
+    def vision_layers(self) -> nn.ModuleList:
+        return self.blip.vision_model.encoder.layers
+
+    @property
+    def device(self) -> torch.device:
+        return self.blip.query_tokens.device
+
+    def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+        """Word-piece ids and attention mask, padded to the longest text, on the model's device."""
+        tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return {
+            "input_ids": tokens["input_ids"].to(self.device),
+            "attention_mask": tokens["attention_mask"].to(self.device),
+        }
+
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> ViT tokens [B, P, D_vision] (after the ViT's final layer norm)."""
+        return self.blip.vision_model(pixel_values=pixel_values.to(self.device)).last_hidden_state
+
+    def query_image(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Image-only Q-Former pass: the 32 query outputs [B, Q, D]."""
+        queries = self.blip.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        return self.blip.qformer(query_embeds=queries, encoder_hidden_states=image_embeds).last_hidden_state
+
+    def query_image_text(self, image_embeds: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Fused pass: queries + text attend to each other, queries also to the image -> [B, Q + L, D]."""
+        queries = self.blip.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        embeddings = self.blip.embeddings(input_ids=tokens["input_ids"], query_embeds=queries)
+        return self.blip.qformer(
+            query_embeds=embeddings,
+            query_length=self.num_query_tokens,
+            attention_mask=_with_prefix_mask(tokens["attention_mask"], queries.shape[1]),
+            encoder_hidden_states=image_embeds,
+        ).last_hidden_state
+
+    def text_with_prefix(self, prefix: torch.Tensor | None, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Image-free pass over [prefix, text] (``query_length=0``) -> [B, P + L, D]; text [CLS] at index P."""
+        embeddings = self.blip.embeddings(input_ids=tokens["input_ids"], query_embeds=prefix)
+        prefix_length = 0 if prefix is None else prefix.shape[1]
+        return self.blip.qformer(
+            query_embeds=embeddings,
+            query_length=0,
+            attention_mask=_with_prefix_mask(tokens["attention_mask"], prefix_length),
+        ).last_hidden_state
+
+    def save_pretrained(self, directory: str | Path, *, weights: bool = True) -> None:
+        """config.json (+ model.safetensors when ``weights``) and the tokenizer files."""
+        directory = Path(directory)
+        if weights:
+            self.blip.save_pretrained(directory)
+        else:
+            self.config.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+
+def _with_prefix_mask(text_mask: torch.Tensor, prefix_length: int) -> torch.Tensor:
+    """The text attention mask with ``prefix_length`` always-visible positions in front."""
+    prefix = torch.ones(text_mask.shape[0], prefix_length, dtype=text_mask.dtype, device=text_mask.device)
+    return torch.cat([prefix, text_mask], dim=1)
+
+
+def load_blip2_backbone(source: str | Path) -> Blip2Backbone:
+    """Weights, config and tokenizer from a hub name (downloaded beforehand) or a local folder."""
+    # float32 like the heads added on top; training loops autocast to bf16 where it pays.
+    blip = Blip2ForImageTextRetrieval.from_pretrained(str(source), dtype=torch.float32)
+    return Blip2Backbone(blip, _checked_tokenizer(source))
+
+
+def blip2_backbone_skeleton(directory: str | Path) -> Blip2Backbone:
+    """The backbone structure from a folder's config and tokenizer, weights left uninitialised.
+
+    For checkpoints whose own safetensors file overwrites every weight right after.
+    """
+    from transformers.initialization import no_init_weights
+
+    config = Blip2Config.from_pretrained(str(directory))
+    with no_init_weights():
+        blip = Blip2ForImageTextRetrieval(config)
+    return Blip2Backbone(blip, _checked_tokenizer(directory))
+
+
+def _checked_tokenizer(source: str | Path):
+    """The tokenizer saved with a backbone, refused if it maps known words to [UNK].
+
+    (A BERT tokenizer rebuilt from a bare vocab file in transformers 5 silently does.)
+    """
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    ids = tokenizer("dress shirt", add_special_tokens=False)["input_ids"]
+    if tokenizer.unk_token_id in ids or len(set(ids)) < 2:
+        raise ValueError(f"{source}: its tokenizer maps common words to [UNK] (ids {ids}); save it as tokenizer.json")
+    return tokenizer
+
+
+def tiny_blip2_backbone(seed: int = 0, words: Iterable[str] = (), image_size: int = 64) -> Blip2Backbone:
+    """A tiny randomly initialised backbone; same seed -> same weights; leaves the global RNG alone."""
+    tokenizer = build_tiny_tokenizer(words)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        blip = Blip2ForImageTextRetrieval(tiny_blip2_config(len(tokenizer), image_size))
+        # transformers zero-initialises the query tokens (they are meant to be loaded); identical
+        # queries would stay identical under training, so draw them like BLIP-2 pre-training does.
+        nn.init.normal_(blip.query_tokens, std=blip.config.qformer_config.initializer_range)
+    return Blip2Backbone(blip, tokenizer)
+
+
+def resolve_synth_backbone_dir(override: str | Path | None = None) -> Path:
+    """The pre-trained tiny backbone folder: ``override``, else ``$CIRBENCH_SYNTH_BLIP2``."""
+    location = override or os.environ.get(SYNTH_BACKBONE_ENV)
+    if not location:
+        raise FileNotFoundError(
+            f"no tiny BLIP-2 backbone for the synthetic world: set {SYNTH_BACKBONE_ENV} or pass "
+            f"backbone_dir=...; build one with `{SYNTH_BACKBONE_COMMAND}`"
+        )
+    directory = Path(location)
+    if not (directory / "config.json").is_file() or not (directory / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{directory}: not a tiny BLIP-2 backbone folder (config.json + model.safetensors); "
+            f"build one with `{SYNTH_BACKBONE_COMMAND}`"
+        )
+    return directory
+
+
+class _ImageTextContrast(nn.Module):
+    """BLIP-2's image-text contrastive objective on a backbone: best of 32 query tokens vs text [CLS]."""
+
+    def __init__(self, backbone: Blip2Backbone, max_text_len: int = 128):
+        super().__init__()
+        self.backbone = backbone
+        self.max_text_len = max_text_len
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, pixel_values: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
+        blip = self.backbone.blip
+        image_tokens = self.backbone.query_image(self.backbone.encode_image(pixel_values))
+        image_feats = F.normalize(blip.vision_projection(image_tokens), dim=-1)
+        tokens = self.backbone.tokenize(captions, self.max_text_len)
+        text_cls = self.backbone.text_with_prefix(None, tokens)[:, 0]
+        text_feats = F.normalize(blip.text_projection(text_cls), dim=-1)
+        scale = self.logit_scale.clamp(max=math.log(100)).exp()
+
+        def image_to_text(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+            return scale * torch.einsum("iqd,jd->ijq", images, texts).amax(dim=-1)
+
+        def text_to_image(texts: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+            return image_to_text(images, texts).T
+
+        # Identical captions in a batch are not negatives of each other.
+        return (
+            in_batch_contrastive(image_feats, text_feats, image_to_text, captions)
+            + in_batch_contrastive(text_feats, image_feats, text_to_image, captions)
+        ) / 2
+
+
+def pretrain_blip2_backbone(
+    pairs: list[tuple[Path, str]],
+    out_dir: str | Path,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    image_size: int = 64,
+    lr: float = 1e-3,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Pre-train a tiny BLIP-2 with image-text contrast on (image path, caption) pairs; save it.
+
+    The vocabulary is the base one plus every word of the captions. Writes ``out_dir`` with
+    config.json, model.safetensors, the tokenizer and pretraining.json (settings and last loss);
+    ``synth_tiny`` models load it. ``on_step(step, loss)`` reports progress.
+    """
+    if not pairs:
+        raise ValueError("no image-caption pairs to pre-train on")
+    captions = [caption for _, caption in pairs]
+    backbone = tiny_blip2_backbone(seed, words_of(captions), image_size)
+    images = torch.stack([preprocess_image(Image.open(path), image_size) for path, _ in pairs])
+    objective = _ImageTextContrast(backbone).train()
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=lr, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    loss = torch.tensor(float("nan"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # batches and dropout
+        for step in range(steps):
+            batch = torch.randperm(len(pairs))[:batch_size].tolist()
+            loss = objective(images[batch], [captions[i] for i in batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if on_step:
+                on_step(step, loss.item())
+    out_dir = Path(out_dir)
+    backbone.save_pretrained(out_dir)
+    settings = {
+        "pairs": len(pairs),
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "image_size": image_size,
+        "lr": lr,
+        "final_loss": loss.item(),
+    }
+    (out_dir / "pretraining.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return out_dir

@@ -1,0 +1,166 @@
+"""The BLIP-2 backbone: tokenizer, the Q-Former passes as transformers runs them, pre-training, loading."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from transformers import AutoTokenizer, BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
+
+from cirbench.backbones.blip2 import (
+    BLIP2_MEAN,
+    BLIP2_STD,
+    SYNTH_BACKBONE_COMMAND,
+    SYNTH_BACKBONE_ENV,
+    Blip2Backbone,
+    blip2_backbone_skeleton,
+    build_tiny_tokenizer,
+    load_blip2_backbone,
+    preprocess_image,
+    pretrain_blip2_backbone,
+    tiny_blip2_backbone,
+    tiny_blip2_config,
+)
+from cirbench.interface import build_model
+
+
+@pytest.fixture(scope="module")
+def backbone() -> Blip2Backbone:
+    return tiny_blip2_backbone(seed=0).eval()
+
+
+def test_tokenizer_gives_known_words_distinct_ids(tmp_path):
+    tokenizer = build_tiny_tokenizer(["zigzag"])
+    words = ["red", "blue", "dress", "shirt", "sleeves", "zigzag"]
+    ids = [tokenizer(word, add_special_tokens=False)["input_ids"] for word in words]
+    assert all(len(piece) == 1 for piece in ids), ids
+    assert len({piece[0] for piece in ids}) == len(words)
+    assert all(tokenizer.unk_token_id not in piece for piece in ids)
+    # An unknown word splits into character pieces instead of collapsing to [UNK].
+    unknown = tokenizer("qwxyz", add_special_tokens=False)["input_ids"]
+    assert len(unknown) > 1 and tokenizer.unk_token_id not in unknown
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert reloaded("Red dress, ZIGZAG!")["input_ids"] == tokenizer("red dress, zigzag!")["input_ids"]
+
+
+def test_a_tokenizer_that_maps_words_to_unk_is_refused(tmp_path):
+    BertTokenizerFast(
+        vocab={token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
+    ).save_pretrained(tmp_path)
+    tiny_blip2_config(vocab_size=5).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"\[UNK\]"):
+        blip2_backbone_skeleton(tmp_path)
+
+
+def test_preprocess_resizes_and_normalises():
+    pixels = preprocess_image(Image.new("RGB", (100, 40), "white"), 64)
+    assert pixels.shape == (3, 64, 64)
+    expected = (1 - torch.tensor(BLIP2_MEAN)) / torch.tensor(BLIP2_STD)
+    assert torch.allclose(pixels[:, 10, 10], expected, atol=1e-5)
+
+
+def test_tiny_backbone_is_seeded_and_small():
+    first, second, other = tiny_blip2_backbone(3), tiny_blip2_backbone(3), tiny_blip2_backbone(4)
+
+    def weights(backbone):
+        return torch.cat([p.flatten() for p in backbone.parameters()])
+
+    assert torch.equal(weights(first), weights(second))
+    assert not torch.equal(weights(first), weights(other))
+    assert 2_000_000 < sum(p.numel() for p in first.parameters()) < 3_000_000
+    # Non-zero, distinct query tokens: identical ones would stay identical under training.
+    assert torch.unique(first.blip.query_tokens[0], dim=0).shape[0] == 32
+
+
+def test_passes_have_the_expected_shapes(backbone):
+    images = torch.randn(2, 3, 64, 64)
+    tokens = backbone.tokenize(["a red dress", "longer sleeves and blue"], max_length=128)
+    length = tokens["input_ids"].shape[1]
+    with torch.no_grad():
+        image_embeds = backbone.encode_image(images)
+        assert image_embeds.shape == (2, 1 + (64 // 8) ** 2, 128)
+        assert backbone.query_image(image_embeds).shape == (2, 32, 128)
+        assert backbone.query_image_text(image_embeds, tokens).shape == (2, 32 + length, 128)
+        assert backbone.text_with_prefix(None, tokens).shape == (2, length, 128)
+        assert backbone.text_with_prefix(torch.randn(2, 5, 128), tokens).shape == (2, 5 + length, 128)
+
+
+def test_passes_match_the_retrieval_model_forward(backbone):
+    """Our fused and ITC passes are the ones Blip2ForImageTextRetrieval itself runs."""
+    images = torch.randn(3, 3, 64, 64)
+    tokens = backbone.tokenize(["a red dress", "blue", "has stripes and a v neck"], max_length=128)
+    blip = backbone.blip
+    with torch.no_grad():
+        itm = blip(pixel_values=images, use_image_text_matching_head=True, **tokens)
+        itc = blip(pixel_values=images, **tokens)
+        image_embeds = backbone.encode_image(images)
+        fused = backbone.query_image_text(image_embeds, tokens)
+        image_feats = F.normalize(blip.vision_projection(backbone.query_image(image_embeds)), dim=-1)
+        text_feats = F.normalize(blip.text_projection(backbone.text_with_prefix(None, tokens)[:, 0]), dim=-1)
+    assert torch.allclose(fused, itm.text_model_output.last_hidden_state, atol=1e-5)
+    assert torch.allclose(image_feats, itc.image_embeds, atol=1e-5)
+    assert torch.allclose(text_feats, itc.text_embeds, atol=1e-5)
+
+
+def test_qformer_without_text_layers_is_rejected():
+    config = Blip2Config(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 16,
+            "patch_size": 8,
+        },
+        qformer_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+    )
+    with pytest.raises(ValueError, match="use_qformer_text_input"):
+        Blip2Backbone(Blip2ForImageTextRetrieval(config), build_tiny_tokenizer())
+
+
+def _toy_pairs(folder, count=8):
+    colours = ["red", "blue", "green", "yellow"]
+    pairs = []
+    for index in range(count):
+        colour = colours[index % len(colours)]
+        path = folder / f"{index}.png"
+        Image.new("RGB", (64, 64), colour).save(path)
+        pairs.append((path, f"a {colour} zigzag dress number {index}"))
+    return pairs
+
+
+def test_pretrain_writes_a_backbone_that_synth_tiny_models_load(tmp_path, monkeypatch):
+    losses = []
+    out = pretrain_blip2_backbone(
+        _toy_pairs(tmp_path),
+        tmp_path / "blip2",
+        steps=3,
+        batch_size=4,
+        seed=0,
+        on_step=lambda step, loss: losses.append(loss),
+    )
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "pretraining.json"} <= {p.name for p in out.iterdir()}
+    loaded = load_blip2_backbone(out)
+    assert (
+        len(loaded.tokenizer("zigzag", add_special_tokens=False)["input_ids"]) == 1
+    )  # caption words join the vocabulary
+    images = torch.randn(2, 3, 64, 64)
+    monkeypatch.setenv(SYNTH_BACKBONE_ENV, str(out))
+    from_env = build_model("sprc:synth_tiny")
+    from_override = build_model("sprc:synth_tiny", backbone_dir=str(out))
+    with torch.no_grad():
+        assert torch.equal(from_env.encode_candidates(images), from_override.encode_candidates(images))
+        assert torch.equal(from_env.backbone.encode_image(images), loaded.eval().encode_image(images))
+
+
+def test_synth_tiny_without_a_backbone_names_the_command(monkeypatch, tmp_path):
+    monkeypatch.delenv(SYNTH_BACKBONE_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match=SYNTH_BACKBONE_COMMAND.split()[1]):
+        build_model("fashionblip2:synth_tiny")
+    with pytest.raises(FileNotFoundError, match="not a tiny BLIP-2 backbone"):
+        build_model("fashionblip2:synth_tiny", backbone_dir=str(tmp_path))
