@@ -1,0 +1,296 @@
+"""CLIP backbones from open_clip, for the zero-shot baselines and CLIP4CIR.
+
+Every CLIP here is made by open_clip's own loading code, ``create_model_and_transforms``:
+
+- a real name with a pretrained tag (``"RN50x4"``, ``"openai"``) loads the published weights
+  (downloaded beforehand: nothing is fetched here when offline);
+- ``cirbench-tiny-clip`` is an architecture config shipped with this package (random weights);
+- a folder in open_clip's ``local-dir`` format (``open_clip_config.json`` + weights) loads as
+  ``"local-dir:<folder>"``: the synthetic world's pre-trained tiny CLIP is one, and every CIR
+  checkpoint of the CLIP family carries its ``open_clip_config.json`` so it rebuilds offline.
+
+The tokenizer ships with open_clip and works offline. ``targetpad`` is CLIP4Cir's preprocessing:
+images wider or taller than 1.25:1 are padded to 1.25:1 before the resize and centre crop, so a
+long dress is not cropped to its middle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import open_clip
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from PIL import Image
+from safetensors.torch import save_file
+from torch import nn
+
+from cirbench.train.losses import in_batch_contrastive
+from cirbench.train.schedule import Schedule
+
+TINY_CLIP = "cirbench-tiny-clip"
+_TINY_CONFIG_FILE = Path(__file__).with_name(f"{TINY_CLIP}.json")
+
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+
+SYNTH_CLIP_ENV = "CIRBENCH_SYNTH_CLIP"
+SYNTH_BACKBONE_COMMAND = "cirbench synth-backbones --world WORLD_DIR"
+
+TARGETPAD_RATIO = 1.25
+
+
+class ClipBackbone(nn.Module):
+    """An open_clip model with its tokenizer and preprocessing config; encodes strings and images."""
+
+    def __init__(self, clip: nn.Module, tokenizer: Callable, model_cfg: dict, preprocess_cfg: dict):
+        super().__init__()
+        self.clip = clip
+        self.tokenizer = tokenizer
+        self.model_cfg = model_cfg  # open_clip architecture config, written with every checkpoint
+        self.preprocess_cfg = preprocess_cfg
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model_cfg["embed_dim"])
+
+    @property
+    def image_size(self) -> int:
+        size = self.preprocess_cfg["size"]
+        return int(size if isinstance(size, int) else size[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, D], not normalised (CLIP4Cir combines raw features)."""
+        return self.clip.encode_image(images)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """B strings -> [B, D], not normalised; texts longer than the context are truncated."""
+        return self.clip.encode_text(self.tokenizer(list(texts)).to(self.device))
+
+    def image_transform(self, pad_ratio: float | None = None) -> Callable[[Image.Image], torch.Tensor]:
+        """open_clip's eval transform, or with ``pad_ratio`` CLIP4Cir's targetpad transform."""
+        cfg = PreprocessCfg(**self.preprocess_cfg)
+        if pad_ratio is None:
+            return image_transform_v2(cfg, is_train=False)
+        return targetpad_transform(self.image_size, cfg.mean, cfg.std, pad_ratio)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.clip.set_grad_checkpointing(enable)
+
+    def save_open_clip(self, directory: str | Path, *, weights: bool = True) -> Path:
+        """Write the folder open_clip loads as ``local-dir:<directory>`` (config, optionally weights)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"model_cfg": self.model_cfg, "preprocess_cfg": _jsonable(self.preprocess_cfg)}
+        (directory / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        if weights:
+            state = {key: value.detach().cpu().contiguous() for key, value in self.clip.state_dict().items()}
+            save_file(state, str(directory / OPEN_CLIP_WEIGHTS))
+        return directory
+
+
+def load_clip(model_name: str, pretrained: str | None = None, *, load_weights: bool = True) -> ClipBackbone:
+    """Build a CLIP through open_clip: a built-in name (+ tag), ``TINY_CLIP`` or ``local-dir:<folder>``.
+
+    ``load_weights=False`` builds the architecture only (random init), e.g. to load a CIR checkpoint.
+    """
+    _register_tiny_config()
+    quick_gelu = _tag_uses_quick_gelu(model_name, pretrained)
+    random_init = not load_weights or (pretrained is None and not model_name.startswith(("local-dir:", "hf-hub:")))
+    try:
+        with _silence_random_init_warning(random_init):
+            clip, _, _ = open_clip.create_model_and_transforms(
+                model_name, pretrained=pretrained, load_weights=load_weights, force_quick_gelu=quick_gelu
+            )
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"open_clip could not load {model_name!r} with pretrained={pretrained!r}: {exc}. "
+            "Real weights must be downloaded beforehand (run once with network access, or point "
+            "HF_HOME at a cache that holds them)."
+        ) from exc
+    model_cfg = open_clip.get_model_config(model_name)
+    if quick_gelu:
+        model_cfg["quick_gelu"] = True
+    preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(clip))
+    return ClipBackbone(clip, open_clip.get_tokenizer(model_name), model_cfg, preprocess_cfg)
+
+
+def local_dir(directory: str | Path) -> str:
+    """The open_clip model name of a folder in local-dir format."""
+    return f"local-dir:{Path(directory).resolve()}"
+
+
+def tiny_clip(seed: int = 0) -> ClipBackbone:
+    """The tiny CLIP with reproducible random weights (tests, and the start of pre-training)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return load_clip(TINY_CLIP)
+
+
+def resolve_synth_clip_dir(override: str | Path | None = None) -> Path:
+    """The synthetic world's pre-trained tiny CLIP: ``override``, else ``$CIRBENCH_SYNTH_CLIP``."""
+    location = override or os.environ.get(SYNTH_CLIP_ENV)
+    if not location:
+        raise FileNotFoundError(
+            f"no tiny CLIP pre-trained on the synthetic world: set {SYNTH_CLIP_ENV} or pass "
+            f"backbone_dir=...; build one with `{SYNTH_BACKBONE_COMMAND}`"
+        )
+    directory = Path(location)
+    if not (directory / OPEN_CLIP_CONFIG).is_file() or not (directory / OPEN_CLIP_WEIGHTS).is_file():
+        raise FileNotFoundError(
+            f"{directory}: not a pre-trained CLIP folder ({OPEN_CLIP_CONFIG} + {OPEN_CLIP_WEIGHTS}); "
+            f"build one with `{SYNTH_BACKBONE_COMMAND}`"
+        )
+    return directory
+
+
+def backbone_for_variant(
+    variant: str, real_variants: dict[str, tuple[str, str]], backbone_dir: str | Path | None = None
+) -> ClipBackbone:
+    """``test_tiny`` (random tiny), ``synth_tiny`` (pre-trained tiny) or a real (name, tag).
+
+    For a real variant, ``backbone_dir`` names a local copy of its weights in open_clip's folder
+    layout (e.g. the hub repo ``timm/vit_large_patch14_clip_224.openai`` downloaded elsewhere).
+    """
+    if variant == "test_tiny":
+        return tiny_clip()
+    if variant == "synth_tiny":
+        return load_clip(local_dir(resolve_synth_clip_dir(backbone_dir)))
+    if variant not in real_variants:
+        known = ", ".join(["test_tiny", "synth_tiny", *real_variants])
+        raise ValueError(f"unknown CLIP variant {variant!r}; known: {known}")
+    if backbone_dir:
+        return load_clip(local_dir(backbone_dir))
+    name, tag = real_variants[variant]
+    return load_clip(name, tag)
+
+
+class TargetPad:
+    """Pad an image whose long side exceeds ``ratio`` x its short side to exactly that ratio (black)."""
+
+    def __init__(self, ratio: float = TARGETPAD_RATIO):
+        self.ratio = ratio
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        if max(width, height) <= self.ratio * min(width, height):
+            return image
+        padded_short = max(width, height) / self.ratio
+        pad_x = max(int((padded_short - width) / 2), 0)
+        pad_y = max(int((padded_short - height) / 2), 0)
+        return TF.pad(image, [pad_x, pad_y, pad_x, pad_y], fill=0)
+
+
+def targetpad_transform(size: int, mean: Sequence[float], std: Sequence[float], ratio: float = TARGETPAD_RATIO):
+    """CLIP4Cir's "targetpad": RGB, pad to ``ratio``, bicubic resize, centre crop, normalise."""
+    return T.Compose([
+        lambda image: image.convert("RGB"),
+        TargetPad(ratio),
+        T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+
+
+def pretrain_clip_backbone(
+    pairs: list[tuple[Path, str]],
+    out_dir: str | Path,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    image_size: int = 64,
+    lr: float = 1e-3,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
+    """CLIP contrastive pre-training of the tiny open_clip model on (image path, caption) pairs.
+
+    Writes ``out_dir`` in open_clip's local-dir format (``open_clip_config.json`` +
+    ``open_clip_model.safetensors``) plus ``pretraining.json`` (settings, last loss); ``synth_tiny``
+    variants load it. Images are decoded once and kept in memory (64 px: a few MB per thousand).
+    ``on_step(step, loss)`` reports progress.
+    """
+    if not pairs:
+        raise ValueError("no image-caption pairs to pre-train on")
+    backbone = tiny_clip(seed)
+    if backbone.image_size != image_size:
+        raise ValueError(f"{TINY_CLIP} is built for {backbone.image_size} px images, not {image_size}")
+    transform = backbone.image_transform()
+    images = torch.stack([transform(Image.open(path)) for path, _ in pairs])
+    tokens = backbone.tokenizer([caption for _, caption in pairs])
+    clip = backbone.clip.train()
+    optimizer = torch.optim.AdamW(clip.parameters(), lr=lr, weight_decay=0.1)
+    schedule = Schedule("onecycle", pct_start=0.1)
+    loss = torch.tensor(float("nan"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for step in range(steps):
+            batch = torch.randperm(len(pairs))[:batch_size]
+            loss = _clip_loss(clip, images[batch], tokens[batch], [pairs[i][1] for i in batch.tolist()])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.param_groups[0]["lr"] = lr * schedule.lr_factor(step, steps)
+            optimizer.step()
+            if on_step:
+                on_step(step, loss.item())
+    out_dir = backbone.save_open_clip(out_dir)
+    settings = {"pairs": len(pairs), "steps": steps, "batch_size": batch_size, "seed": seed,
+                "image_size": image_size, "lr": lr, "final_loss": loss.item()}
+    (out_dir / "pretraining.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return out_dir
+
+
+def _clip_loss(clip: nn.Module, images: torch.Tensor, tokens: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """Symmetric image-text InfoNCE; pairs sharing a caption are not negatives of each other."""
+    image_features = clip.encode_image(images)
+    text_features = clip.encode_text(tokens)
+    scale = clip.logit_scale.clamp(max=math.log(100)).exp()
+
+    def scores(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return scale * F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T
+
+    return (in_batch_contrastive(image_features, text_features, scores, captions)
+            + in_batch_contrastive(text_features, image_features, scores, captions)) / 2
+
+
+@contextmanager
+def _silence_random_init_warning(active: bool) -> Iterator[None]:
+    """open_clip warns "initialized randomly" even where that is the point (tiny models, or an
+    architecture about to receive a checkpoint's weights)."""
+    previous = logging.root.manager.disable
+    if active:
+        logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def _register_tiny_config() -> None:
+    if TINY_CLIP not in open_clip.list_models():
+        open_clip.add_model_config(_TINY_CONFIG_FILE)
+
+
+def _tag_uses_quick_gelu(model_name: str, pretrained: str | None) -> bool:
+    """OpenAI's weights were trained with QuickGELU; open_clip's base configs use GELU."""
+    if not pretrained or model_name.startswith(("local-dir:", "hf-hub:")):
+        return False
+    return bool(open_clip.get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False))
+
+
+def _jsonable(cfg: dict) -> dict:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in cfg.items()}

@@ -1,0 +1,189 @@
+"""Training commands: ``train`` (a model from a YAML recipe) and ``bench train`` (throughput).
+
+Thin: options -> recipe -> library calls; torch and the models load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import typer
+
+from cirbench.data.schema import DataError
+
+
+class Size(str, Enum):
+    tiny = "tiny"
+    vitg = "vitg"
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    app.command("train")(train)
+    bench_app.command("train")(bench_train)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad recipes, names and data end the command with their one-line message."""
+    from rich.console import Console
+
+    from cirbench.registry import RegistryError
+
+    try:
+        yield
+    except (DataError, RegistryError, FileNotFoundError) as exc:
+        Console(stderr=True).print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def train(
+    model: str = typer.Argument(..., help="Model name[:variant]; the variant overrides the recipe's model.variant."),
+    recipe: Path = typer.Option(..., "--recipe", help="YAML recipe, e.g. recipes/clip4cir/stage1_tiny.yaml (schema: recipes/README.md)."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override one recipe key, a.b=value (YAML value); repeatable."),
+    out: Optional[Path] = typer.Option(None, "--out", show_default="runs/train-<model>-<recipe>", help="Run folder: checkpoints/, final/, log.jsonl."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Train a model from a recipe; the trained model lands in OUT/final (use it with --checkpoint).
+
+    One GPU or CPU as is; several GPUs with torchrun (torchrun --nproc-per-node 8 -m cirbench train ...).
+    Interrupted runs continue with --resume and end with the same weights as an uninterrupted run.
+
+    Example: cirbench train clip4cir --recipe recipes/clip4cir/stage1_tiny.yaml --set train.steps=20
+    """
+    from cirbench.config import apply_overrides, config_hash, load_recipe
+
+    with _user_errors():
+        config = apply_overrides(load_recipe(recipe), overrides or [])
+        spec = _model_spec(model, config, recipe)
+        run_dir = out or Path("runs") / f"train-{spec.replace(':', '_')}-{recipe.stem}"
+        result = _run_training(spec, config, recipe, run_dir, resume, progress)
+    if result.final_dir is not None:
+        typer.echo(f"trained model: {result.final_dir} (recipe hash {config_hash(config)})")
+        typer.echo(f"evaluate it: cirbench eval --model {spec} --checkpoint {result.final_dir} --dataset ... --data-root ...")
+
+
+def _model_spec(model: str, config: dict[str, Any], recipe: Path) -> str:
+    from cirbench.interface import ModelSpec, resolve_spec
+
+    section = config.get("model") or {}
+    asked = ModelSpec.parse(model)
+    if section.get("name") and section["name"] != asked.name:
+        raise DataError(recipe, "model.name", f"the recipe trains {section['name']!r}, not {asked.name!r}")
+    return str(resolve_spec(ModelSpec(asked.name, asked.variant or section.get("variant"))))
+
+
+def _run_training(spec: str, config: dict[str, Any], recipe: Path, run_dir: Path, resume: bool, progress: bool):
+    from cirbench.interface import build_model
+    from cirbench.train import distributed
+    from cirbench.train.loop import TrainSettings, train as train_model
+    from cirbench.train.validation import make_validator
+
+    settings = TrainSettings.from_dict(config.get("train") or {}, recipe)
+    model_cfg = config.get("model") or {}
+    device = distributed.setup()
+    try:
+        model = build_model(spec, checkpoint=model_cfg.get("init_from"), **(model_cfg.get("overrides") or {}))
+        _check_stage_and_tasks(model, settings, recipe)
+        dataset, dataset_name = _training_data(config.get("data") or {}, recipe, model, settings)
+        eval_cfg = config.get("eval")
+        validate = make_validator(eval_cfg, recipe, str(device)) if eval_cfg else None
+        if distributed.is_main_process():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "recipe.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return train_model(model, dataset, settings, run_dir, config=config, resume=resume, validate=validate,
+                           validate_every=int((eval_cfg or {}).get("every", 1)), progress=progress,
+                           dataset_name=dataset_name)
+    finally:
+        distributed.teardown()
+
+
+def _check_stage_and_tasks(model, settings, recipe: Path) -> None:
+    if settings.stage not in model.stages:
+        stages = ", ".join(model.stages) or "none: it is not trainable"
+        raise DataError(recipe, "train.stage", f"{model.meta.spec} has no stage {settings.stage!r} (stages: {stages})")
+    unknown = sorted(set(settings.tasks) - set(model.tasks))
+    if unknown:
+        raise DataError(recipe, "train.tasks", f"{model.meta.spec} does not train {unknown} (tasks: {', '.join(model.tasks)})")
+
+
+def _training_data(data_cfg: dict[str, Any], recipe: Path, model, settings):
+    """The recipe's ``data:`` section -> (TripletDataset, dataset name for meta.trained_on)."""
+    from cirbench.train.data import TRAIN_READERS, TripletDataset
+
+    for key in ("kind", "root"):
+        if key not in data_cfg:
+            raise DataError(recipe, f"data.{key}", "missing")
+    known = {"kind", "root", "categories", "text", "missing", "image_root"}
+    unknown = sorted(set(data_cfg) - known)
+    if unknown:
+        raise DataError(recipe, f"data.{unknown[0]}", f"unknown key; known: {', '.join(sorted(known))}")
+    root = Path(data_cfg["root"])
+    reader = TRAIN_READERS.get(data_cfg["kind"])
+    # image_root: where the official FACap release's image paths start (facap only)
+    extra = {"image_root": data_cfg["image_root"]} if "image_root" in data_cfg else {}
+    triplets = reader(root, data_cfg.get("categories"), missing=data_cfg.get("missing", "error"), **extra)
+    text = data_cfg.get("text", "randomised" if data_cfg["kind"] == "fashioniq" else "single")
+    dataset = TripletDataset(triplets, model.preprocess, text=text, seed=settings.seed, source=root)
+    if "ctr" in settings.tasks and not dataset.has_target_captions():
+        raise DataError(root, "target captions", "task ctr needs a caption for every target image (FACap layout)")
+    return dataset, data_cfg["kind"]
+
+
+def bench_train(
+    model: str = typer.Option(..., "--model", help="Registered model name, e.g. fashionblip2."),
+    size: Size = typer.Option(Size.tiny, "--size", help="tiny: the test_tiny variant on CPU; vitg: the ViT-g variant on CUDA (random weights)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default="32 tiny, 512 vitg", help="Samples per optimizer step."),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", min=1, show_default="batch size", help="Samples per forward pass (gradient accumulation)."),
+    steps: int = typer.Option(5, "--steps", min=1, help="Timed optimizer steps (after 2 warm-up steps)."),
+    grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing/--no-grad-checkpointing", show_default="on for vitg", help="Recompute activations in the backward pass."),
+    backbone_dir: Optional[Path] = typer.Option(None, "--backbone-dir", help="vitg: where the random ViT-g backbone folder is made (default: a temporary folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Training throughput of one model: samples/s (and on GPU peak memory and MFU).
+
+    Example: cirbench bench train --model fashionblip2 --size tiny --json
+    """
+    import tempfile
+
+    import torch
+
+    from cirbench.interface import build_model, resolve_spec
+    from cirbench.train.bench import benchmark_training, random_vitg_blip2_dir
+
+    with _user_errors():
+        if size is Size.vitg and not torch.cuda.is_available():
+            raise DataError("--size", "vitg", "needs a CUDA GPU (ViT-g training at batch 512); use --size tiny on CPU")
+        spec = str(resolve_spec(f"{model}:{'test_tiny' if size is Size.tiny else 'vitg'}"))
+        with tempfile.TemporaryDirectory() as scratch:
+            overrides = {}
+            if size is Size.vitg:
+                overrides["backbone_dir"] = str(random_vitg_blip2_dir(backbone_dir or Path(scratch) / "vitg"))
+            built = build_model(spec, **overrides)
+            if not built.stages:
+                raise DataError("--model", model, "a zero-shot model: it has nothing to train")
+            report = benchmark_training(
+                built, batch_size=batch_size or (32 if size is Size.tiny else 512), micro_batch=micro_batch,
+                steps=steps, device="cpu" if size is Size.tiny else "cuda",
+                precision="fp32" if size is Size.tiny else "bf16",
+                grad_checkpointing=size is Size.vitg if grad_checkpointing is None else grad_checkpointing,
+            )
+    typer.echo(json.dumps(report) if as_json else _bench_text(report))
+
+
+def _bench_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['model']} on {report['device']}: stage {report['stage']}, tasks {'+'.join(report['tasks'])}, "
+        f"batch {report['batch_size']} (micro {report['micro_batch']}), {report['precision']}",
+        f"  {report['samples_per_s']:.1f} samples/s  ({report['seconds_per_step']:.3f} s/step, "
+        f"{report['trainable_params']:,} of {report['total_params']:,} parameters trained)",
+    ]
+    lines.append(f"  {report['achieved_tflops']:.3g} model TFLOP/s ({report['model_tflops_per_step']:.3g} TFLOP per step)")
+    if "peak_gpu_memory_gb" in report:
+        mfu = f"{100 * report['mfu']:.1f}%" if report["mfu"] is not None else "n/a (no peak known for this device/precision)"
+        lines.append(f"  peak GPU memory {report['peak_gpu_memory_gb']:.1f} GiB, MFU {mfu}")
+    return "\n".join(lines)

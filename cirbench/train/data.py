@@ -1,0 +1,165 @@
+"""Training data: TrainTriplets -> CIRBatch, deterministic for a given (seed, epoch, index).
+
+Items are addressed by ``(epoch, index)`` keys, so every random choice (the epoch's order, the
+FashionIQ caption randomisation) is a function of the seed and the key alone: the same in every
+worker process, and the same again when a run is resumed in the middle of an epoch.
+
+A global batch (``batch_size`` triplets per optimizer step) is cut into ``grad_accum``
+micro-batches, each split evenly over the ranks: the samples of a step do not depend on how many
+GPUs share it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+
+from cirbench.data.images import open_rgb
+from cirbench.data.schema import DataError, TrainTriplet
+from cirbench.eval.protocols import randomised_training_text
+from cirbench.interface import CIRBatch
+from cirbench.registry import Registry
+
+# data.kind of a recipe -> reader(root, categories, missing=..., [image_root=...]) -> list[TrainTriplet]
+TRAIN_READERS: Registry = Registry("training data kind")
+TRAIN_READERS.register(
+    "fashioniq", "cirbench.data.fashioniq:read_fashioniq_train",
+    description="FashionIQ layout: two annotator texts per triplet (randomised in training)",
+)
+TRAIN_READERS.register(
+    "facap", "cirbench.data.facap:load_facap",
+    description="FACap layout: one detailed modification text per triplet, target captions for CTR",
+)
+
+TEXT_MODES = ("randomised", "single")
+
+
+@dataclass
+class TripletItem:
+    reference: torch.Tensor
+    text: str
+    target: torch.Tensor
+    target_caption: str | None
+    target_id: str
+
+
+class TripletDataset(torch.utils.data.Dataset):
+    """Preprocessed triplets, indexed by ``(epoch, index)``.
+
+    ``text="randomised"``: FashionIQ's training text, one of "c1 and c2", "c2 and c1", "c1", "c2";
+    ``text="single"``: the triplet's one text as is (FACap).
+    """
+
+    def __init__(
+        self,
+        triplets: Sequence[TrainTriplet],
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        *,
+        text: str = "randomised",
+        seed: int = 0,
+        source: str | Path = "training data",
+    ):
+        if text not in TEXT_MODES:
+            raise DataError(source, "data.text", f"must be one of {', '.join(TEXT_MODES)}, got {text!r}")
+        if text == "single":
+            for number, triplet in enumerate(triplets):
+                if len(triplet.texts) != 1:
+                    raise DataError(source, f"triplet {number} ({triplet.reference_id} -> {triplet.target_id})",
+                                    f"has {len(triplet.texts)} texts; data.text=single needs exactly one")
+        self.triplets = list(triplets)
+        self.preprocess = preprocess
+        self.text = text
+        self.seed = seed
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def has_target_captions(self) -> bool:
+        return all(t.target_caption for t in self.triplets)
+
+    def __getitem__(self, key: tuple[int, int]) -> TripletItem:
+        epoch, index = key
+        triplet = self.triplets[index]
+        if self.text == "randomised":
+            text = randomised_training_text(triplet.texts, random.Random(f"text/{self.seed}/{epoch}/{index}"))
+        else:
+            text = triplet.texts[0]
+        return TripletItem(
+            reference=self.preprocess(open_rgb(triplet.reference_path)),
+            text=text,
+            target=self.preprocess(open_rgb(triplet.target_path)),
+            target_caption=triplet.target_caption,
+            target_id=triplet.target_id or str(triplet.target_path),
+        )
+
+
+def collate(items: list[TripletItem]) -> CIRBatch:
+    captions = [item.target_caption for item in items]
+    return CIRBatch(
+        ref_images=torch.stack([item.reference for item in items]),
+        texts=[item.text for item in items],
+        target_images=torch.stack([item.target for item in items]),
+        target_captions=captions if all(captions) else None,
+        target_ids=[item.target_id for item in items],
+    )
+
+
+@lru_cache(maxsize=2)
+def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    """The epoch's permutation of ``range(n)``: a function of (seed, epoch) only."""
+    return tuple(random.Random(f"order/{seed}/{epoch}").sample(range(n), n))
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which triplets each rank sees at each micro-step (``drop_last``: full batches only)."""
+
+    n_triplets: int
+    batch_size: int  # global, per optimizer step
+    grad_accum: int
+    world_size: int
+    rank: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        shards = self.grad_accum * self.world_size
+        if self.batch_size % shards:
+            raise ValueError(
+                f"batch_size {self.batch_size} must divide evenly into grad_accum ({self.grad_accum}) "
+                f"x GPUs ({self.world_size}) micro-batches"
+            )
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{self.n_triplets} triplets are fewer than one batch of {self.batch_size}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n_triplets // self.batch_size
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.batch_size // (self.grad_accum * self.world_size)
+
+    def micro_batches(self, step: int) -> list[list[tuple[int, int]]]:
+        """This rank's ``grad_accum`` micro-batches of optimizer step ``step``, as (epoch, index) keys."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = epoch_order(self.n_triplets, self.seed, epoch)
+        batch = order[position * self.batch_size:(position + 1) * self.batch_size]
+        size = self.micro_batch_size
+        shards = [batch[start:start + size] for start in range(0, len(batch), size)]
+        return [[(epoch, i) for i in shards[m * self.world_size + self.rank]] for m in range(self.grad_accum)]
+
+
+def step_loader(dataset: TripletDataset, plan: BatchPlan, steps: range, num_workers: int):
+    """A DataLoader over the micro-batches of ``steps`` (``grad_accum`` consecutive ones per step)."""
+    micro = [keys for step in steps for keys in plan.micro_batches(step)]
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=micro, collate_fn=collate, num_workers=num_workers,
+        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+    )

@@ -1,0 +1,439 @@
+"""The one training loop, for every model of the zoo (through ``TrainableCIRModel``).
+
+AdamW over the parameters the stage leaves trainable (no weight decay on biases and norms),
+gradient accumulation, bf16 autocast on CUDA, gradient checkpointing when the model offers it,
+DistributedDataParallel under torchrun, a rich progress bar, one line per epoch (with validation
+when a validator is given), and checkpoints in safetensors (``cirbench.train.checkpoint``).
+
+Resuming gives the same result as an uninterrupted run: the data order and the text
+randomisation are functions of (seed, epoch, index) (``cirbench.train.data``), torch's RNG
+(dropout) is re-seeded from (seed, step, micro-step, rank) before every forward pass (inside
+``fork_rng``: the caller's RNG state is left alone), the learning rate is a function of the step
+(``cirbench.train.schedule``), and a checkpoint holds the weights, the optimizer state and the
+global Python / NumPy RNG states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from cirbench.config import config_hash
+from cirbench.data.schema import DataError
+from cirbench.train import distributed
+from cirbench.train.checkpoint import (
+    latest_checkpoint,
+    load_training_checkpoint,
+    save_training_checkpoint,
+    stamp_config_hash,
+)
+from cirbench.train.data import BatchPlan, TripletDataset, step_loader
+from cirbench.train.schedule import Schedule
+
+PRECISIONS = ("fp32", "bf16")
+FINAL = "final"
+LOG_FILE = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The ``train:`` section of a recipe (documented in recipes/README.md)."""
+
+    stage: str
+    tasks: tuple[str, ...] = ("cir",)
+    epochs: int | None = None
+    steps: int | None = None  # optimizer steps; give epochs or steps, not both
+    batch_size: int = 32  # global: triplets per optimizer step, over all GPUs and micro-steps
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    max_grad_norm: float | None = None
+    schedule: Schedule = field(default_factory=Schedule)
+    precision: str = "fp32"
+    grad_checkpointing: bool = False
+    seed: int = 0
+    num_workers: int = 0
+    checkpoint_every: int | None = None  # optimizer steps; a checkpoint also ends every epoch
+    keep_checkpoints: int = 2
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | Path = "recipe") -> "TrainSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DataError(source, f"train.{unknown[0]}", f"unknown key; known: {', '.join(sorted(known))}")
+        if "stage" not in data:
+            raise DataError(source, "train.stage", "missing (the model's training stage)")
+        values = dict(data)
+        try:
+            values["schedule"] = Schedule.from_dict(values.get("schedule") or {})
+        except (TypeError, ValueError) as exc:
+            raise DataError(source, "train.schedule", str(exc)) from None
+        for key in ("tasks", "betas"):
+            if key in values:
+                values[key] = tuple(values[key])
+        settings = cls(**values)
+        settings.check(source)
+        return settings
+
+    def check(self, source: str | Path = "recipe") -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise DataError(source, "train.epochs/steps", "give exactly one of epochs and steps")
+        if self.precision not in PRECISIONS:
+            raise DataError(source, "train.precision", f"must be one of {', '.join(PRECISIONS)}")
+        for key in ("batch_size", "grad_accum", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise DataError(source, f"train.{key}", "must be at least 1")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
+
+@dataclass
+class TrainResult:
+    final_dir: Path | None  # None on ranks other than 0
+    steps: int
+    epochs: list[dict[str, Any]]  # the per-epoch lines, as logged
+
+
+Validator = Callable[[nn.Module], dict[str, float]]
+StepHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    validate: Validator | None
+    validate_every: int
+    on_step: StepHook | None
+
+
+class _Losses(nn.Module):
+    """Routes ``forward`` to ``training_losses`` so DistributedDataParallel sees the pass."""
+
+    def __init__(self, model: nn.Module, tasks: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.tasks = tasks
+
+    def forward(self, batch):
+        return self.model.training_losses(batch, self.tasks)
+
+
+def train(
+    model: nn.Module,
+    dataset: TripletDataset,
+    settings: TrainSettings,
+    run_dir: str | Path,
+    *,
+    config: dict[str, Any] | None = None,
+    resume: bool = False,
+    validate: Validator | None = None,
+    validate_every: int = 1,
+    on_step: StepHook | None = None,
+    progress: bool = True,
+    dataset_name: str = "",
+) -> TrainResult:
+    """Train ``model`` on ``dataset``; checkpoints under ``run_dir``, the final model in ``run_dir/final``.
+
+    ``config`` is the resolved recipe (stored with every checkpoint; its hash must match to resume).
+    ``validate(model) -> metrics`` runs every ``validate_every`` epochs and after the last step.
+    ``on_step(step, losses)`` runs after each optimizer step (1-based step). ``dataset_name`` is
+    added to the model's ``meta.trained_on``.
+    """
+    run_dir = Path(run_dir)
+    config = config if config is not None else {"train": _jsonable(asdict(settings))}
+    device = distributed.setup()
+    prepare_model(model, settings, device)
+    optimizer = make_optimizer(model, settings)
+    plan = BatchPlan(len(dataset), settings.batch_size, settings.grad_accum,
+                     distributed.world_size(), distributed.rank(), settings.seed)
+    total = settings.total_steps(plan.steps_per_epoch)
+    start = _start_step(run_dir, model, optimizer, config, resume)
+    _mark_trained_on(model, dataset_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hooks = _Hooks(validate, validate_every, on_step)
+    runner = _Runner(model, optimizer, settings, plan, total, device, run_dir, config, hooks)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _progress(progress) as bar:
+        runner.run(dataset, start, bar)
+    final_dir = _save_final(model, run_dir, config) if distributed.is_main_process() else None
+    _barrier()
+    return TrainResult(final_dir, total, runner.epoch_lines)
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; biases and norm weights (1-d) get no weight decay."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"stage {settings.stage!r} leaves no trainable parameter in {model.meta.spec}")
+    groups = [
+        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": settings.weight_decay},
+        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr,
+                             betas=settings.betas, eps=settings.eps)
+
+
+def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    digest = hashlib.sha256(f"dropout/{seed}/{step}/{micro}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:7], "little")
+
+
+def prepare_model(model: nn.Module, settings: TrainSettings, device: torch.device) -> None:
+    """Check stage and tasks against the model, freeze for the stage, move to ``device``."""
+    if settings.stage not in model.stages:
+        raise ValueError(f"{model.meta.spec} has training stages {list(model.stages)}, not {settings.stage!r}")
+    unknown = set(settings.tasks) - set(model.tasks)
+    if unknown:
+        raise ValueError(f"{model.meta.spec} trains tasks {list(model.tasks)}, not {sorted(unknown)}")
+    model.set_trainable(settings.stage)
+    if settings.grad_checkpointing:
+        enable_grad_checkpointing(model)
+    model.to(device)
+
+
+def enable_grad_checkpointing(model: nn.Module) -> None:
+    """open_clip-style ``set_grad_checkpointing(True)`` or transformers-style
+    ``enable_gradient_checkpointing()``, whichever the model offers."""
+    if hasattr(model, "set_grad_checkpointing"):
+        model.set_grad_checkpointing(True)
+    elif hasattr(model, "enable_gradient_checkpointing"):
+        model.enable_gradient_checkpointing()
+    else:
+        raise ValueError(f"{model.meta.spec} does not support gradient checkpointing")
+
+
+def _start_step(run_dir: Path, model: nn.Module, optimizer, config: dict, resume: bool) -> int:
+    checkpoint = latest_checkpoint(run_dir)
+    if not resume:
+        if checkpoint is not None:
+            raise DataError(run_dir, "checkpoints", "already holds a training run: pass --resume to "
+                            "continue it, or choose another output folder")
+        return 0
+    if checkpoint is None:
+        raise DataError(run_dir, "--resume", "no checkpoint to resume from")
+    trainer = load_training_checkpoint(checkpoint, model, optimizer)
+    if trainer["config_hash"] != config_hash(config):
+        raise DataError(checkpoint / "trainer.json", "config_hash",
+                        "this checkpoint was made with another recipe (or other --set values); "
+                        f"differs in: {', '.join(_differences(trainer['config'], config)) or 'unknown'}")
+    random.setstate(_tuples(trainer["rng"]["python"]))
+    np.random.set_state(tuple(trainer["rng"]["numpy"]))
+    return int(trainer["step"])
+
+
+class Stepper:
+    """One optimizer step: forward/backward over the micro-batches, clipping, lr, AdamW update."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, settings: TrainSettings,
+                 total_steps: int, device: torch.device):
+        self.model, self.optimizer, self.settings = model, optimizer, settings
+        self.total_steps, self.device = total_steps, device
+        self.losses = _wrap_ddp(_Losses(model, settings.tasks), device)
+        self.bf16 = settings.precision == "bf16" and device.type == "cuda"  # autocast on CUDA only
+
+    def step(self, step: int, micro_batches: list) -> dict[str, float]:
+        """Returns the step's losses (mean over micro-batches and ranks)."""
+        totals: dict[str, float] = {}
+        for micro, batch in enumerate(micro_batches):
+            torch.manual_seed(step_seed(self.settings.seed, step, micro, distributed.rank()))
+            last = micro == len(micro_batches) - 1
+            sync = nullcontext() if last or not hasattr(self.losses, "no_sync") else self.losses.no_sync()
+            with sync:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+                    losses = self.losses(_to_device(batch, self.device))
+                (sum(losses.values()) / len(micro_batches)).backward()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + value.detach().float().item() / len(micro_batches)
+        _check_finite(step, totals)
+        if self.settings.max_grad_norm:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            nn.utils.clip_grad_norm_(trainable, self.settings.max_grad_norm)
+        factor = self.settings.schedule.lr_factor(step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.lr * factor
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {name: float(distributed.all_reduce_mean(torch.tensor(value))) for name, value in totals.items()}
+
+
+class _Runner:
+    """One training run's state: steps, per-epoch accounting, checkpoints, logging."""
+
+    def __init__(self, model, optimizer, settings: TrainSettings, plan: BatchPlan, total: int, device,
+                 run_dir: Path, config: dict, hooks: "_Hooks"):
+        self.model, self.optimizer, self.settings, self.plan = model, optimizer, settings, plan
+        self.total, self.device, self.run_dir, self.config, self.hooks = total, device, run_dir, config, hooks
+        self.stepper = Stepper(model, optimizer, settings, total, device)
+        self.epoch_lines: list[dict[str, Any]] = []
+
+    def run(self, dataset: TripletDataset, start: int, bar) -> None:
+        task = bar.add_task("training", total=self.total, completed=start, status="")
+        self.model.train()
+        step = start
+        while step < self.total:
+            epoch = step // self.plan.steps_per_epoch
+            end = min((epoch + 1) * self.plan.steps_per_epoch, self.total)
+            self._run_epoch(dataset, epoch, range(step, end), bar, task)
+            step = end
+
+    def _run_epoch(self, dataset: TripletDataset, epoch: int, steps: range, bar, task) -> None:
+        sums: dict[str, float] = {}
+        started = time.perf_counter()
+        loader = iter(step_loader(dataset, self.plan, steps, self.settings.num_workers))
+        for step in steps:
+            losses = self.stepper.step(step, [next(loader) for _ in range(self.settings.grad_accum)])
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value
+            bar.update(task, advance=1, status=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+            if self.hooks.on_step:
+                self.hooks.on_step(step + 1, losses)
+            if self._checkpoint_due(step + 1, steps.stop):
+                self._checkpoint(step + 1)
+        seconds = time.perf_counter() - started
+        line = {
+            "epoch": epoch + 1, "step": steps.stop, "total_steps": self.total,
+            "loss": {name: value / len(steps) for name, value in sums.items()},
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "samples_per_s": len(steps) * self.settings.batch_size / seconds,
+        }
+        if self.hooks.validate and ((epoch + 1) % self.hooks.validate_every == 0 or steps.stop == self.total):
+            line["val"] = self._validate()
+        self._log(line, bar)
+
+    def _checkpoint_due(self, done: int, epoch_end: int) -> bool:
+        every = self.settings.checkpoint_every
+        return done == epoch_end or bool(every and done % every == 0)
+
+    def _checkpoint(self, done: int) -> None:
+        if distributed.is_main_process():
+            trainer = {
+                "step": done, "epoch": done / self.plan.steps_per_epoch, "total_steps": self.total,
+                "config": self.config, "config_hash": config_hash(self.config),
+                "rng": {"python": _lists(random.getstate()), "numpy": _lists(np.random.get_state())},
+            }
+            save_training_checkpoint(self.run_dir, self.model, self.optimizer, trainer,
+                                     keep=self.settings.keep_checkpoints)
+        _barrier()
+
+    def _validate(self) -> dict[str, float]:
+        metrics = self.hooks.validate(self.model) if distributed.is_main_process() else {}
+        self.model.train()
+        _barrier()
+        return metrics
+
+    def _log(self, line: dict[str, Any], bar) -> None:
+        self.epoch_lines.append(line)
+        if not distributed.is_main_process():
+            return
+        with (self.run_dir / LOG_FILE).open("a") as log:
+            log.write(json.dumps(line) + "\n")
+        bar.console.print(format_epoch_line(line), markup=False, highlight=False)
+
+
+def format_epoch_line(line: dict[str, Any]) -> str:
+    losses = "  ".join(f"{name} {value:.4f}" for name, value in line["loss"].items())
+    text = (f"epoch {line['epoch']}  step {line['step']}/{line['total_steps']}  {losses}  "
+            f"lr {line['lr']:.2e}  {line['samples_per_s']:.1f} samples/s")
+    if line.get("val"):
+        text += "  val " + "  ".join(f"{name} {value:.2f}" for name, value in line["val"].items())
+    return text
+
+
+def _save_final(model: nn.Module, run_dir: Path, config: dict[str, Any]) -> Path:
+    """The trained model as a model folder (``build_model(spec, checkpoint=...)`` reads it), with
+    the recipe hash in its config.json so evaluation results can name the recipe."""
+    final, tmp = run_dir / FINAL, run_dir / f".{FINAL}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    stamp_config_hash(tmp, config_hash(config))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def _mark_trained_on(model: nn.Module, dataset_name: str) -> None:
+    if dataset_name and dataset_name not in model.meta.trained_on:
+        model.meta = replace(model.meta, trained_on=(*model.meta.trained_on, dataset_name))
+
+
+def _wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
+    if distributed.world_size() == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    # a stage may leave trainable parameters unused by some task (e.g. CIR-only steps)
+    return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
+
+
+def _to_device(batch, device: torch.device):
+    return replace(batch, ref_images=batch.ref_images.to(device, non_blocking=True),
+                   target_images=batch.target_images.to(device, non_blocking=True))
+
+
+def _check_finite(step: int, losses: dict[str, float]) -> None:
+    bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
+    if bad:
+        raise FloatingPointError(f"step {step + 1}: non-finite loss {bad}; the last checkpoint is intact")
+
+
+def _barrier() -> None:
+    if distributed.world_size() > 1:
+        torch.distributed.barrier()
+
+
+def _progress(enabled: bool):
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+        disable=not enabled or not distributed.is_main_process(),
+    )
+
+
+def _lists(value: Any) -> Any:
+    """RNG states -> plain JSON lists (numpy arrays and tuples included)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, list)):
+        return [_lists(v) for v in value]
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    """Python's random state back from JSON lists (it wants tuples all the way down)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: asdict(v) if hasattr(v, "__dataclass_fields__") else str(v)))
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out: list[str] = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out

@@ -1,0 +1,77 @@
+"""The contract every registered model keeps, on its ``test_tiny`` variant, on CPU: it builds,
+encodes to its declared shapes, scores finite [B, N] matrices, trains one step of every stage and
+task without NaN through the real training step, saves, and reloads with identical scores.
+
+A registered model that cannot build fails here: the registry is the list of what must work.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from cirbench.interface import TrainableCIRModel, build_model, list_model_specs
+from cirbench.train.bench import synthetic_batch
+from cirbench.train.loop import Stepper, TrainSettings, make_optimizer, prepare_model
+
+MODEL_NAMES = sorted({name for name, _, _ in list_model_specs()})
+TEXTS = ["is red with long sleeves", "is darker and shorter", "has stripes", "has a round neckline"]
+
+
+def _images(model, n: int) -> torch.Tensor:
+    pictures = [Image.new("RGB", (24 + 8 * i, 48), ((50 * i) % 256, 120, (200 - 30 * i) % 256)) for i in range(n)]
+    return torch.stack([model.preprocess(picture) for picture in pictures])
+
+
+def _scores(model, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.similarity(model.encode_query(images[:4], TEXTS), model.encode_candidates(images))
+
+
+def test_every_model_has_a_test_tiny_variant():
+    variants = {(name, variant) for name, variant, _ in list_model_specs()}
+    assert all((name, "test_tiny") in variants for name in MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_contract(name, tmp_path):
+    model = build_model(f"{name}:test_tiny").eval()
+    assert model.meta.spec == f"{name}:test_tiny"
+    images = _images(model, 6)
+    assert images.shape == (6, 3, model.meta.image_size, model.meta.image_size)
+
+    with torch.no_grad():
+        queries = model.encode_query(images[:4], TEXTS)
+        candidates = model.encode_candidates(images)
+    assert queries.shape == (4, *model.meta.query_shape)
+    assert candidates.shape == (6, *model.meta.candidate_shape)
+    scores = _scores(model, images)
+    assert scores.shape == (4, 6) and torch.isfinite(scores).all()
+
+    if model.stages:
+        assert isinstance(model, TrainableCIRModel)
+        for stage in model.stages:
+            for tasks in [(task,) for task in model.tasks]:
+                _train_one_step(model, stage, tasks)
+        model.eval()
+        scores = _scores(model, images)
+
+    model.save_pretrained(tmp_path / "saved")
+    reloaded = build_model(f"{name}:test_tiny", checkpoint=tmp_path / "saved").eval()
+    assert torch.equal(_scores(reloaded, images), scores)
+    assert reloaded.checkpoint_hash() == model.checkpoint_hash()
+
+
+def _train_one_step(model, stage: str, tasks: tuple[str, ...]) -> None:
+    settings = TrainSettings(stage=stage, tasks=tasks, steps=1, batch_size=4, lr=1e-3)
+    prepare_model(model, settings, torch.device("cpu"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert before, f"stage {stage} trains nothing"
+    stepper = Stepper(model, make_optimizer(model, settings), settings, total_steps=1, device=torch.device("cpu"))
+    model.train()
+    losses = stepper.step(0, [synthetic_batch(model, 4)])
+    assert set(losses) and all(torch.isfinite(torch.tensor(v)) for v in losses.values()), (stage, tasks, losses)
+    after = dict(model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before), f"{stage}/{tasks} changed no weight"
+    assert all(torch.isfinite(after[n]).all() for n in before)
