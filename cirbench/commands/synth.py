@@ -99,6 +99,46 @@ def synth_stats(
     Console().print(table)
 
 
+
+
+def synth_backbones(
+    world: Annotated[Path, typer.Option("--world", help="A folder written by cirbench synth.")],
+    steps: Annotated[int, typer.Option(help="Contrastive pre-training steps per backbone.")] = 300,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+    ship: Annotated[bool, typer.Option("--ship", help="Maintainers: also store them in the package (float16).")] = False,
+) -> None:
+    """Pre-train the tiny CLIP and tiny BLIP-2 on the world's image-caption pairs (about a minute
+    each on two CPU cores) into WORLD/backbones/; the synth_tiny model variants use them. Reused
+    while the settings match. Point synth_tiny at them in a shell with
+    CIRBENCH_SYNTH_CLIP=WORLD/backbones/clip and CIRBENCH_SYNTH_BLIP2=WORLD/backbones/blip2.
+
+    Example: cirbench synth-backbones --world world
+    """
+    from rich.progress import Progress
+
+    from cirbench.commands.core import user_errors
+    from cirbench.synth.backbones import BackboneRecipe, ensure_backbones
+
+    recipe = BackboneRecipe(steps=steps, batch_size=batch_size, seed=seed)
+    with user_errors(), Progress(transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def advance(name: str, step: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"pre-training tiny {name}", total=total)
+            progress.update(tasks[name], completed=step)
+
+        dirs = ensure_backbones(world, recipe, advance)
+        if ship:
+            from cirbench.synth.backbones import ship_backbones
+
+            typer.echo(f"shipped: {ship_backbones(world)}")
+    for name, folder in dirs.items():
+        typer.echo(f"{name}: {folder}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("synth-stats")(synth_stats)
+    app.command("synth-backbones")(synth_backbones)

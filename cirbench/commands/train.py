@@ -56,12 +56,13 @@ def train(
     Example: cirbench train clip4cir --recipe recipes/clip4cir/stage1_tiny.yaml --set train.steps=20
     """
     from cirbench.config import apply_overrides, config_hash, load_recipe
+    from cirbench.train.recipe_run import train_from_recipe
 
     with _user_errors():
         config = apply_overrides(load_recipe(recipe), overrides or [])
         spec = _model_spec(model, config, recipe)
         run_dir = out or Path("runs") / f"train-{spec.replace(':', '_')}-{recipe.stem}"
-        result = _run_training(spec, config, recipe, run_dir, resume, progress)
+        result = train_from_recipe(spec, config, recipe, run_dir, resume=resume, progress=progress)
     if result.final_dir is not None:
         typer.echo(f"trained model: {result.final_dir} (recipe hash {config_hash(config)})")
         typer.echo(f"evaluate it: cirbench eval --model {spec} --checkpoint {result.final_dir} --dataset ... --data-root ...")
@@ -75,63 +76,6 @@ def _model_spec(model: str, config: dict[str, Any], recipe: Path) -> str:
     if section.get("name") and section["name"] != asked.name:
         raise DataError(recipe, "model.name", f"the recipe trains {section['name']!r}, not {asked.name!r}")
     return str(resolve_spec(ModelSpec(asked.name, asked.variant or section.get("variant"))))
-
-
-def _run_training(spec: str, config: dict[str, Any], recipe: Path, run_dir: Path, resume: bool, progress: bool):
-    from cirbench.interface import build_model
-    from cirbench.train import distributed
-    from cirbench.train.loop import TrainSettings, train as train_model
-    from cirbench.train.validation import make_validator
-
-    settings = TrainSettings.from_dict(config.get("train") or {}, recipe)
-    model_cfg = config.get("model") or {}
-    device = distributed.setup()
-    try:
-        model = build_model(spec, checkpoint=model_cfg.get("init_from"), **(model_cfg.get("overrides") or {}))
-        _check_stage_and_tasks(model, settings, recipe)
-        dataset, dataset_name = _training_data(config.get("data") or {}, recipe, model, settings)
-        eval_cfg = config.get("eval")
-        validate = make_validator(eval_cfg, recipe, str(device)) if eval_cfg else None
-        if distributed.is_main_process():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "recipe.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        return train_model(model, dataset, settings, run_dir, config=config, resume=resume, validate=validate,
-                           validate_every=int((eval_cfg or {}).get("every", 1)), progress=progress,
-                           dataset_name=dataset_name)
-    finally:
-        distributed.teardown()
-
-
-def _check_stage_and_tasks(model, settings, recipe: Path) -> None:
-    if settings.stage not in model.stages:
-        stages = ", ".join(model.stages) or "none: it is not trainable"
-        raise DataError(recipe, "train.stage", f"{model.meta.spec} has no stage {settings.stage!r} (stages: {stages})")
-    unknown = sorted(set(settings.tasks) - set(model.tasks))
-    if unknown:
-        raise DataError(recipe, "train.tasks", f"{model.meta.spec} does not train {unknown} (tasks: {', '.join(model.tasks)})")
-
-
-def _training_data(data_cfg: dict[str, Any], recipe: Path, model, settings):
-    """The recipe's ``data:`` section -> (TripletDataset, dataset name for meta.trained_on)."""
-    from cirbench.train.data import TRAIN_READERS, TripletDataset
-
-    for key in ("kind", "root"):
-        if key not in data_cfg:
-            raise DataError(recipe, f"data.{key}", "missing")
-    known = {"kind", "root", "categories", "text", "missing", "image_root"}
-    unknown = sorted(set(data_cfg) - known)
-    if unknown:
-        raise DataError(recipe, f"data.{unknown[0]}", f"unknown key; known: {', '.join(sorted(known))}")
-    root = Path(data_cfg["root"])
-    reader = TRAIN_READERS.get(data_cfg["kind"])
-    # image_root: where the official FACap release's image paths start (facap only)
-    extra = {"image_root": data_cfg["image_root"]} if "image_root" in data_cfg else {}
-    triplets = reader(root, data_cfg.get("categories"), missing=data_cfg.get("missing", "error"), **extra)
-    text = data_cfg.get("text", "randomised" if data_cfg["kind"] == "fashioniq" else "single")
-    dataset = TripletDataset(triplets, model.preprocess, text=text, seed=settings.seed, source=root)
-    if "ctr" in settings.tasks and not dataset.has_target_captions():
-        raise DataError(root, "target captions", "task ctr needs a caption for every target image (FACap layout)")
-    return dataset, data_cfg["kind"]
 
 
 def bench_train(
