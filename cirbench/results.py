@@ -73,8 +73,11 @@ def eval_records(
     seed: int,
     config_hash: str | None = None,
     n_resamples: int = 1000,
+    label: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One record per split and ``protocol.ks`` cut-off: recall@K with its bootstrap interval."""
+    """One record per split and ``protocol.ks`` cut-off: recall@K with its bootstrap interval.
+
+    ``label`` (optional field) names the row in tables, e.g. "FashionBLIP-2 (FACap -> FIQ)"."""
     from cirbench.eval.metrics import recall_with_ci
 
     shared = {
@@ -93,7 +96,8 @@ def eval_records(
                 "ci_high": _finite(estimate.ci_high), "n_queries": split.n_queries,
                 "n_queries_total": split.n_queries_total,
             })
-    return [{name: record[name] for name in RECORD_FIELDS} for record in records]
+    optional = {"label": label} if label else {}
+    return [{**{name: record[name] for name in RECORD_FIELDS}, **optional} for record in records]
 
 
 def rank_rows(result: "EvalResult", *, run_id: str, seed: int) -> list[dict[str, Any]]:

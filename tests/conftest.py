@@ -39,3 +39,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
         if "weights" in item.keywords and not os.environ.get("CIRBENCH_WEIGHTS"):
             item.add_marker(skip_weights)
+
+
+def pytest_configure(config):
+    # Tiny models on two cores: one torch thread is as fast as two, and two collapse (~15x slower,
+    # measured) whenever another process competes for a core.
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(1)

@@ -122,14 +122,14 @@ def _measured_groups(records: list[dict]) -> dict[str, dict[str, dict[str, dict]
     """{row label: {category: {metric: record}}}, each category from its latest run.
 
     A row is one model at one checkpoint; the label carries the checkpoint hash only when the
-    same model appears with several checkpoints."""
-    by_row: dict[tuple[str, str], list[dict]] = {}
+    same model appears with several checkpoints; a record's optional ``label`` replaces both."""
+    by_row: dict[tuple[str, str, str], list[dict]] = {}
     for record in records:
-        by_row.setdefault((record["model"], record["checkpoint_hash"]), []).append(record)
-    models = [model for model, _ in by_row]
+        by_row.setdefault((record["model"], record["checkpoint_hash"], record.get("label") or ""), []).append(record)
+    models = [model for model, _, label in by_row if not label]
     groups = {}
-    for (model, checkpoint), rows in sorted(by_row.items()):
-        label = f"{model} @{str(checkpoint)[:8]}" if models.count(model) > 1 else model
+    for (model, checkpoint, label), rows in by_row.items():
+        label = label or (f"{model} @{str(checkpoint)[:8]}" if models.count(model) > 1 else model)
         groups[label] = _latest_by_category(rows)
     return groups
 

@@ -53,7 +53,7 @@ def _training_data(data_cfg: dict[str, Any], recipe: Path, model, settings):
     for key in ("kind", "root"):
         if key not in data_cfg:
             raise DataError(recipe, f"data.{key}", "missing")
-    known = {"kind", "root", "categories", "text", "missing", "image_root"}
+    known = {"kind", "root", "categories", "text", "missing", "image_root", "fraction"}
     unknown = sorted(set(data_cfg) - known)
     if unknown:
         raise DataError(recipe, f"data.{unknown[0]}", f"unknown key; known: {', '.join(sorted(known))}")
@@ -62,8 +62,23 @@ def _training_data(data_cfg: dict[str, Any], recipe: Path, model, settings):
     # image_root: where the official FACap release's image paths start (facap only)
     extra = {"image_root": data_cfg["image_root"]} if "image_root" in data_cfg else {}
     triplets = reader(root, data_cfg.get("categories"), missing=data_cfg.get("missing", "error"), **extra)
+    if "fraction" in data_cfg:
+        triplets = nested_subset(triplets, float(data_cfg["fraction"]), settings.seed, recipe)
     text = data_cfg.get("text", "randomised" if data_cfg["kind"] == "fashioniq" else "single")
     dataset = TripletDataset(triplets, model.preprocess, text=text, seed=settings.seed, source=root)
     if "ctr" in settings.tasks and not dataset.has_target_captions():
         raise DataError(root, "target captions", "task ctr needs a caption for every target image (FACap layout)")
     return dataset, data_cfg["kind"]
+
+
+def nested_subset(items: list, fraction: float, seed: int, source: Path | str = "recipe") -> list:
+    """The first ``fraction`` of one seeded permutation: smaller fractions are subsets of larger ones
+    (the data-size ablation, paper Figure 5), and the kept items stay in their original order."""
+    import random
+
+    if not 0 < fraction <= 1:
+        raise DataError(source, "data.fraction", f"must be in (0, 1], got {fraction}")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    keep = sorted(order[: max(1, round(fraction * len(items)))])
+    return [items[i] for i in keep]

@@ -1,0 +1,148 @@
+"""``cirbench eval --all``: every model with a checkpoint (or zero-shot) x every benchmark found.
+
+A model that fails gets an error row (kept in ``errors.jsonl`` and printed), never a silent gap;
+an entry whose (label, checkpoint, dataset, protocol) already has records in the run folder is
+reused, and the gallery feature cache makes re-encoding rare.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ERRORS_FILE = "errors.jsonl"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    label: str  # the table row, e.g. "FashionBLIP-2 (FACap -> FIQ)"
+    spec: str  # "name:variant"
+    checkpoint: Path | None = None  # a folder written by save_pretrained; None: zero-shot
+
+
+@dataclass(frozen=True)
+class BenchmarkEntry:
+    dataset: str  # registry name, e.g. "fashioniq"
+    root: Path
+    split: str = "val"
+
+
+def find_benchmarks(data_root: Path) -> list[BenchmarkEntry]:
+    """Every registered benchmark whose folder (its registry ``subdir``) exists under ``data_root``."""
+    from cirbench.data.registry import DATASETS
+
+    found = []
+    for entry in DATASETS.entries():
+        folder = Path(data_root) / entry.metadata.get("subdir", entry.name)
+        if (folder / "captions").is_dir():
+            found.append(BenchmarkEntry(entry.name, folder))
+    return found
+
+
+def trained_models(runs_root: Path) -> list[ModelEntry]:
+    """Every trained model folder (``*/final/config.json``) under ``runs_root``."""
+    entries = []
+    for config in sorted(Path(runs_root).glob("**/final/config.json")):
+        spec = _spec_of(config)
+        if spec:
+            entries.append(ModelEntry(f"{spec} ({config.parent.parent.name})", spec, config.parent))
+    return entries
+
+
+def _spec_of(config: Path) -> str | None:
+    data = json.loads(config.read_text())
+    name, variant = data.get("model") or data.get("name"), data.get("variant")
+    if isinstance(name, dict):
+        name, variant = name.get("name"), name.get("variant", variant)
+    return f"{name}:{variant}" if name and variant else None
+
+
+def evaluate_all(
+    models: list[ModelEntry],
+    benchmarks: list[BenchmarkEntry],
+    out: Path,
+    *,
+    protocol_id: str = "fashioniq/v1",
+    cache_dir: Path | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    batch_size: int = 128,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Evaluate each model on each benchmark into ``out``; returns the error rows."""
+    from cirbench.data.registry import DATASETS
+    from cirbench.eval.protocols import get_protocol
+
+    protocol = get_protocol(protocol_id)
+    errors = []
+    splits_cache: dict[BenchmarkEntry, list] = {}
+    for model_entry in models:
+        model = None
+        for bench in benchmarks:
+            try:
+                if bench not in splits_cache:
+                    splits_cache[bench] = DATASETS.get(bench.dataset)(bench.root, split=bench.split)
+                model = model or _build(model_entry, device)
+                if _already_done(out, model_entry, model.checkpoint_hash(), bench, protocol.id):
+                    log(f"reused: {model_entry.label} on {bench.dataset}")
+                    continue
+                _evaluate_one(model, model_entry, splits_cache[bench], protocol, out, cache_dir, device, seed, batch_size, progress)
+                log(f"evaluated: {model_entry.label} on {bench.dataset}")
+            except Exception as exc:  # one failing model must not hide the others: record it
+                errors.append(_error_row(model_entry, bench, exc))
+                log(f"FAILED: {model_entry.label} on {bench.dataset}: {exc}")
+    _write_errors(out, errors)
+    return errors
+
+
+def _build(entry: ModelEntry, device: str):
+    from cirbench.interface import build_model
+
+    return build_model(entry.spec, checkpoint=entry.checkpoint).to(device)
+
+
+def _already_done(out: Path, entry: ModelEntry, checkpoint_hash: str, bench: BenchmarkEntry, protocol: str) -> bool:
+    from cirbench.results import RESULTS_FILE, read_records
+
+    if not (Path(out) / RESULTS_FILE).is_file():
+        return False
+    return any(
+        r.get("label") == entry.label and r["checkpoint_hash"] == checkpoint_hash and r["dataset"] == bench.dataset
+        and r["split"] == bench.split and r["protocol"] == protocol
+        for r in read_records([Path(out) / RESULTS_FILE])
+    )
+
+
+def _evaluate_one(model, entry: ModelEntry, splits, protocol, out: Path, cache_dir, device, seed, batch_size, progress) -> None:
+    from cirbench.eval.evaluator import evaluate
+    from cirbench.results import eval_records, new_run_id, rank_rows, write_run
+
+    result = evaluate(model, splits, protocol, batch_size=batch_size, cache_dir=cache_dir, device=device, progress=progress)
+    run_id = new_run_id()
+    config_hash = _checkpoint_config_hash(entry.checkpoint)
+    records = eval_records(result, protocol, run_id=run_id, seed=seed, config_hash=config_hash, label=entry.label)
+    ranks = [{**row, "label": entry.label} for row in rank_rows(result, run_id=run_id, seed=seed)]
+    write_run(out, records, ranks)
+
+
+def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
+    if checkpoint is None or not (Path(checkpoint) / "config.json").is_file():
+        return None
+    return json.loads((Path(checkpoint) / "config.json").read_text()).get("config_hash")
+
+
+def _error_row(entry: ModelEntry, bench: BenchmarkEntry, exc: Exception) -> dict:
+    return {"label": entry.label, "model": entry.spec, "checkpoint": str(entry.checkpoint) if entry.checkpoint else None,
+            "dataset": bench.dataset, "split": bench.split, "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=5)}
+
+
+def _write_errors(out: Path, errors: list[dict]) -> None:
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with (Path(out) / ERRORS_FILE).open("a", encoding="utf-8") as handle:
+        for row in errors:
+            handle.write(json.dumps(row) + "\n")

@@ -1,0 +1,105 @@
+"""The demo's and the ablations' experiment plans as data: which recipe trains what, from what,
+and which trained models answer which of the paper's questions.
+
+A ``Training`` is a recipe plus a small delta (``--set`` overrides); a stage-2 training names the
+training it starts from. Step counts are scaled per plan so the demo fits its time budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Training:
+    key: str  # folder under <out>/train and the row label's stem
+    model: str  # "name:variant"
+    recipe: str  # under recipes/
+    data: str  # "facap" | "fashioniq": which built dataset data.root points at
+    steps: int  # optimizer steps at this plan's scale
+    init_from: str | None = None  # key of the training whose final model this one starts from
+    overrides: tuple[str, ...] = ()
+    label: str = ""  # table row
+
+
+@dataclass(frozen=True)
+class Question:
+    """One of the paper's findings: compare two trained models on the same queries."""
+
+    title: str  # one of cirbench.report.findings.PAPER_QUESTIONS
+    a: str  # training key (or zero-shot label) of side A (the paper's proposal)
+    b: str  # side B (the alternative)
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    trainings: tuple[Training, ...]
+    zero_shot: tuple[tuple[str, str], ...]  # (label, spec)
+    questions: tuple[Question, ...]
+    data_size: tuple[tuple[float, str], ...]  # (fraction, training key): the data-size curve
+    batch_size: int
+
+
+def _fashionblip2(steps: dict[str, int]) -> list[Training]:
+    s1 = "fashionblip2/stage1_facap_tiny.yaml"
+    return [
+        Training("fblip2_s1", "fashionblip2:synth_tiny", s1, "facap", steps["s1"], label="FashionBLIP-2 (FACap only)"),
+        Training("fblip2_s2", "fashionblip2:synth_tiny", "fashionblip2/stage2_fashioniq_tiny.yaml", "fashioniq",
+                 steps["s2"], init_from="fblip2_s1", label="FashionBLIP-2 (FACap -> FIQ)"),
+    ]
+
+
+def _baselines(steps: dict[str, int]) -> list[Training]:
+    return [
+        Training("clip4cir_s1", "clip4cir:synth_tiny", "clip4cir/stage1_tiny.yaml", "fashioniq", steps["s2"],
+                 label="CLIP4CIR (stage 1)"),
+        Training("clip4cir_s2", "clip4cir:synth_tiny", "clip4cir/stage2_tiny.yaml", "fashioniq", steps["s2"],
+                 init_from="clip4cir_s1", label="CLIP4CIR"),
+        Training("sprc", "sprc:synth_tiny", "sprc/fashioniq_tiny.yaml", "fashioniq", steps["s2"], label="SPRC"),
+    ]
+
+
+def _ablations(steps: dict[str, int]) -> list[Training]:
+    s1 = "fashionblip2/stage1_facap_tiny.yaml"
+    return [
+        Training("fblip2_s2_nopre", "fashionblip2:synth_tiny", "fashionblip2/stage2_fashioniq_tiny.yaml", "fashioniq",
+                 steps["s2"], overrides=("model.init_from=null",), label="FashionBLIP-2 (FIQ only, no FACap)"),
+        Training("fblip2_s1_global", "fashionblip2:synth_tiny", "fashionblip2/ablations/global_matching_tiny.yaml",
+                 "facap", steps["s1"], label="FashionBLIP-2 (FACap only, global matching)"),
+        Training("fblip2_s1_noadapt", "fashionblip2:synth_tiny", "fashionblip2/ablations/no_adapters_tiny.yaml",
+                 "facap", steps["s1"], label="FashionBLIP-2 (FACap only, no adapters)"),
+        Training("fblip2_s1_f25", "fashionblip2:synth_tiny", s1, "facap", steps["s1"],
+                 overrides=("data.fraction=0.25",), label="FashionBLIP-2 (25% of FACap)"),
+    ]
+
+
+ZERO_SHOT = (("CLIP image only (zero-shot)", "clip_image_only:synth_tiny"),
+             ("CLIP text only (zero-shot)", "clip_text_only:synth_tiny"),
+             ("CLIP image + text (zero-shot)", "clip_sum:synth_tiny"))
+
+FULL_STEPS = {"s1": 40, "s2": 60}
+QUICK_STEPS = {"s1": 12, "s2": 12}
+
+FULL = Plan(
+    name="full",
+    trainings=tuple(_fashionblip2(FULL_STEPS) + _baselines(FULL_STEPS) + _ablations(FULL_STEPS)),
+    zero_shot=ZERO_SHOT,
+    questions=(
+        Question("FACap pre-training vs none", "fblip2_s2", "fblip2_s2_nopre"),
+        Question("multi-head vs global matching", "fblip2_s1", "fblip2_s1_global"),
+        Question("adapters vs none", "fblip2_s1", "fblip2_s1_noadapt"),
+        Question("data-size curve (largest vs smallest fraction)", "fblip2_s1", "fblip2_s1_f25"),
+    ),
+    data_size=((0.25, "fblip2_s1_f25"), (1.0, "fblip2_s1")),
+    batch_size=64,
+)
+
+QUICK = Plan(
+    name="quick",
+    trainings=tuple(_fashionblip2(QUICK_STEPS) + _baselines(QUICK_STEPS)),
+    zero_shot=ZERO_SHOT[2:],
+    questions=(),
+    data_size=(),
+    batch_size=32,
+)
