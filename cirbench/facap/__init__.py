@@ -1,0 +1,8 @@
+"""The FACap construction pipeline (``cirbench build-facap`` / ``build-enhfiq``).
+
+sources (records) -> embedding (CLIP) -> pairing (top-20 within source and category, other views
+excluded, seeded pick) -> captions (stage 1 backend) -> modification texts (stage 2 backend) ->
+release files. ``pipeline`` runs the stages over resumable stores (``store``); ``backends`` holds
+the offline, transformers and OpenAI-compatible annotators; ``output`` and ``enhfiq`` write the
+FACap and FashionIQ layouts; ``stats`` and ``quality`` measure what was built.
+"""

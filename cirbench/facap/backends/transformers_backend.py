@@ -1,0 +1,112 @@
+"""Local transformers backends. Captioner: an image-text-to-text model (the paper uses InternVL,
+128 new tokens), e.g. ``OpenGVLab/InternVL3-2B-hf``. Modifier: a chat language model, e.g.
+``Qwen/Qwen2.5-7B-Instruct``. Greedy decoding, batched, left padding.
+
+Errors here are not transient (a missing model, out of memory): they stop the build, whose stores
+keep everything done so far.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from cirbench.data.images import open_rgb
+from cirbench.facap.backends import (
+    BackendOptions, CaptionRequest, ModificationRequest, Result, format_attributes, stage_prompt,
+)
+
+
+def _require_model(options: BackendOptions, flag: str) -> str:
+    if not options.model:
+        raise ValueError(f"the transformers backend needs a model id or folder ({flag})")
+    return options.model
+
+
+def _batches(items: Sequence, size: int):
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + size]
+
+
+class _GenerationBackend:
+    stage = ""
+
+    def __init__(self, options: BackendOptions, processor, model):
+        self.options, self.processor, self.model = options, processor, model
+        self.prompt = stage_prompt(self.stage, options)
+        self.description = {
+            "backend": "transformers", "model": options.model, "max_new_tokens": options.max_new_tokens,
+            "prompt": self.prompt.record(),
+        }
+
+    def _generate(self, conversations: list[list[dict]]) -> list[str]:
+        import torch
+
+        inputs = self._tokenize(conversations).to(self.model.device)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return [text.strip() for text in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+class TransformersCaptioner(_GenerationBackend):
+    stage = "captioner"
+
+    def _tokenize(self, conversations: list[list[dict]]):
+        return self.processor.apply_chat_template(
+            conversations, add_generation_prompt=True, tokenize=True, return_dict=True,
+            return_tensors="pt", processor_kwargs={"padding": True},
+        )
+
+    def caption(self, requests: Sequence[CaptionRequest]) -> list[Result]:
+        results: list[Result] = []
+        for batch in _batches(requests, self.options.batch_size):
+            results += self._generate([self._conversation(r) for r in batch])
+        return results
+
+    def _conversation(self, request: CaptionRequest) -> list[dict]:
+        text = self.prompt.render(
+            category=request.category, description=request.description or "(none)",
+            attributes=format_attributes(request.attributes),
+        )
+        image = open_rgb(request.image_path)
+        return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
+
+
+class TransformersModifier(_GenerationBackend):
+    stage = "modifier"
+
+    def _tokenize(self, conversations: list[list[dict]]):
+        return self.processor.apply_chat_template(
+            conversations, add_generation_prompt=True, tokenize=True, return_dict=True,
+            return_tensors="pt", padding=True,
+        )
+
+    def modify(self, requests: Sequence[ModificationRequest]) -> list[Result]:
+        results: list[Result] = []
+        for batch in _batches(requests, self.options.batch_size):
+            results += self._generate([self._conversation(r) for r in batch])
+        return results
+
+    def _conversation(self, request: ModificationRequest) -> list[dict]:
+        text = self.prompt.render(
+            category=request.category, reference_caption=request.reference_caption, target_caption=request.target_caption,
+        )
+        return [{"role": "user", "content": text}]
+
+
+def build_captioner(options: BackendOptions) -> TransformersCaptioner:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model_id = _require_model(options, "--captioner-model")
+    processor = AutoProcessor.from_pretrained(model_id, padding_side="left")
+    model = AutoModelForImageTextToText.from_pretrained(model_id, dtype="auto").to(options.device).eval()
+    return TransformersCaptioner(options, processor, model)
+
+
+def build_modifier(options: BackendOptions) -> TransformersModifier:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_id = _require_model(options, "--modifier-model")
+    tokenizer = AutoTokenizer.from_pretrained(model_id, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto").to(options.device).eval()
+    return TransformersModifier(options, tokenizer, model)

@@ -1,0 +1,88 @@
+"""Incremental, resumable stage stores: what a build has done survives a kill.
+
+A ``JsonlStore`` holds one JSON record per line, keyed by ``record["key"]``; the last record of a
+key wins, so a retried failure is simply appended again. Records are appended in batches with one
+``write`` on an ``O_APPEND`` descriptor followed by ``fsync``: a kill can only tear the final line,
+which ``load`` detects and cuts off before anything new is appended.
+
+Arrays (embeddings) are written whole to a temporary file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from cirbench.data.schema import DataError
+
+
+class JsonlStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def load(self) -> dict[str, dict]:
+        """key -> last record. Cuts off a torn final line (a write interrupted by a kill)."""
+        if not self.path.is_file():
+            return {}
+        data = self.path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) != len(data):
+            os.truncate(self.path, len(complete))
+        records: dict[str, dict] = {}
+        for line_no, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+            record = self._parse(line, line_no)
+            records[record["key"]] = record
+        return records
+
+    def append(self, records: Iterable[dict]) -> None:
+        payload = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+        if not payload:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(payload.encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _parse(self, line: str, line_no: int) -> dict:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(self.path, f"line {line_no}", f"corrupt store record ({exc.msg}); delete the file to redo this stage") from None
+        if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+            raise DataError(self.path, f"line {line_no}", 'store record without a string "key"')
+        return record
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def save_array(path: Path, array) -> None:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    write_atomic(path, buffer.getvalue())
+
+
+def load_array(path: Path):
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)
