@@ -45,15 +45,9 @@ def _console(stderr: bool = False):
 
 
 def _print_wide(renderable) -> None:
-    """Print a table at its natural width, even past a narrow terminal: numbers never get cut."""
-    from rich.console import Console
-    from rich.measure import Measurement
+    from cirbench.report.tables import print_wide
 
-    console = _console()
-    needed = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
-    if needed > console.width:
-        console = Console(width=needed)
-    console.print(renderable)
+    print_wide(renderable, _console())
 
 
 @contextmanager
@@ -124,9 +118,12 @@ def _print_parameter_counts() -> None:
 
 
 def eval_model(
-    model: str = typer.Option(..., "--model", help="Model spec name[:variant]; see `cirbench models`."),
-    dataset: str = typer.Option(..., "--dataset", help="Benchmark name, e.g. fashioniq, enhfashioniq."),
-    data_root: Path = typer.Option(..., "--data-root", help="The benchmark's folder (FashionIQ layout)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model spec name[:variant]; see `cirbench models`."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Benchmark name, e.g. fashioniq, enhfashioniq."),
+    data_root: Path = typer.Option(..., "--data-root", help="The benchmark's folder (FashionIQ layout); with --all, the folder holding one subfolder per benchmark (fashioniq/, enhfashioniq/)."),
+    all_: bool = typer.Option(False, "--all", help="Every trained model under --runs and every zero-shot model x every benchmark under --data-root; failures become error rows; finished results are reused."),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="With --all: where trained models (*/final/) are looked for."),
+    zero_shot: str = typer.Option("clip_image_only,clip_text_only,clip_sum", "--zero-shot", help="With --all: comma-separated zero-shot model specs."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Folder written by training (save_pretrained)."),
     split: str = typer.Option("val", "--split", help="Split to evaluate."),
     categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated, e.g. dress,shirt (default: all)."),
@@ -145,12 +142,18 @@ def eval_model(
     """Evaluate one model on one benchmark: target ranks, Recall@K with 95% intervals, records.
 
     Example: cirbench eval --model clip_sum:test_tiny --dataset fashioniq --data-root data/fashioniq --table
+
+    Example: cirbench eval --all --table --data-root runs/demo/data --runs runs/demo/train --zero-shot clip_sum:synth_tiny
     """
     from cirbench.data.registry import DATASETS
     from cirbench.eval.protocols import get_protocol
     from cirbench.interface import resolve_spec
 
+    if all_:
+        return _eval_all(data_root, runs, zero_shot, out, protocol, cache_dir, no_cache, device, seed, show_table)
     with user_errors():
+        if not model or not dataset:
+            raise DataError("command line", "--model/--dataset", "give both (or --all)")
         spec = resolve_spec(model)
         eval_protocol = get_protocol(protocol)
         _check_device(device)
@@ -349,3 +352,28 @@ def _bench_table(report: dict):
     table.add_section()
     table.add_row("all", "", "", f"{report['ours_s']:.3f}", f"{report['bare_s']:.3f}", f"{report['ratio']:.2f} (target ≤ 1.3)")
     return table
+
+
+def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], protocol: str,
+              cache_dir: Optional[Path], no_cache: bool, device: str, seed: int, show_table: bool) -> None:
+    """``eval --all``: models x benchmarks through cirbench.experiments.evaluate_all."""
+    from cirbench.eval.retrieval import default_cache_dir
+    from cirbench.experiments.evaluate_all import ModelEntry, evaluate_all, find_benchmarks, trained_models
+    from cirbench.interface import resolve_spec
+    from cirbench.results import read_ranks, read_records
+
+    with user_errors():
+        benchmarks = find_benchmarks(data_root)
+        if not benchmarks:
+            raise DataError(data_root, "benchmarks", "no benchmark folder (fashioniq/, enhfashioniq/ with captions/) here")
+        specs = [str(resolve_spec(s.strip())) for s in zero_shot.split(",") if s.strip()]
+        models = [ModelEntry(f"{spec} (zero-shot)", spec) for spec in specs] + trained_models(runs)
+        run_dir = out or Path("runs") / "eval-all"
+        errors = evaluate_all(models, benchmarks, run_dir, protocol_id=protocol, device=device, seed=seed,
+                              cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                              log=lambda line: _console().print(line, markup=False, highlight=False))
+        if show_table:
+            _print_tables(read_records([run_dir]), read_ranks([run_dir]))
+    for row in errors:
+        _console().print(f"error row: {row['label']} on {row['dataset']}: {row['error']}", style="red", markup=False)
+    _console().print(f"results: {run_dir}", markup=False)

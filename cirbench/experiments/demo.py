@@ -69,7 +69,10 @@ def _build_datasets(world: Path, out: Path, progress: bool, log: Log) -> dict[st
     log(f"FACap-style set: {facap}")
     build_enhfiq(EnhFiqBuildConfig(fashioniq=world / "fashioniq", out=enhfiq), embedder=embedder)
     log(f"enhFashionIQ-style set: {enhfiq}")
-    return {"facap": facap, "fashioniq": world / "fashioniq", "enhfashioniq": enhfiq}
+    fashioniq = out / "data" / "fashioniq"  # beside enhfashioniq/, so `eval --all --data-root <out>/data` finds both
+    if not fashioniq.exists():
+        fashioniq.symlink_to((world / "fashioniq").resolve(), target_is_directory=True)
+    return {"facap": facap, "fashioniq": fashioniq, "enhfashioniq": enhfiq}
 
 
 def train_one(training: Training, data: dict[str, Path], out: Path, batch_size: int, progress: bool, log: Log) -> Path:
@@ -108,14 +111,14 @@ def write_reports(plan: Plan, results: Path, data: dict[str, Path], finals: dict
     from rich.console import Console
 
     from cirbench.report.html import write_html_report
-    from cirbench.report.tables import build_tables, to_rich, write_tables
+    from cirbench.report.tables import build_tables, print_wide, to_rich, write_tables
     from cirbench.results import read_ranks, read_records
 
     records, ranks = read_records([results]), read_ranks([results])
     tables = build_tables(records, ranks, ci=True)
     console = Console()
     for table in tables:
-        console.print(to_rich(table, ci=False))
+        print_wide(to_rich(table, ci=False), console)
     write_tables(tables, results / "tables", ci=True)
     labels = {t.key: t.label or t.key for t in plan.trainings}
     findings_text = _findings(plan, ranks, labels)

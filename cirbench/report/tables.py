@@ -383,3 +383,15 @@ def load_tables(paths: Sequence[str | Path], *, reported: bool = False, ci: bool
     records = read_records(paths) if paths else []
     ranks = read_ranks(paths) if paths and ci else []
     return build_tables(records, ranks, reported=reported, ci=ci)
+
+
+def print_wide(renderable, console=None) -> None:
+    """Print a table at its natural width, even past a narrow terminal: numbers never get cut."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = console or Console()
+    needed = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
+    if needed > console.width:
+        console = Console(width=needed)
+    console.print(renderable)

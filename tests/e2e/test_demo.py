@@ -1,0 +1,32 @@
+"""The README's main command, end to end: `cirbench demo --quick` on a fresh synthetic world."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from cirbench.cli import app
+
+
+def test_quick_demo_builds_trains_evaluates_and_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))  # a fresh default world, not the user's
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+
+    records = [json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()]
+    labels = {r["label"] for r in records}
+    assert {"CLIP image + text (zero-shot)", "FashionBLIP-2 (FACap -> FIQ)", "CLIP4CIR", "SPRC"} <= labels
+    assert {r["dataset"] for r in records} == {"fashioniq", "enhfashioniq"}
+    assert (out / "results" / "errors.jsonl").read_text() == ""
+    assert all(r["value"] is not None and 0 <= r["value"] <= 100 for r in records)
+    for name in ("report.html", "grids/fashionblip2_dress.png"):
+        assert (out / "results" / name).stat().st_size > 0
+    assert "fashioniq val" in result.output and "SPRC" in result.output
+
+    # A rerun reuses every trained model and every finished evaluation: nothing is lost or redone.
+    again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert "training " not in again.output and "evaluated:" not in again.output
+    assert len((out / "results" / "results.jsonl").read_text().splitlines()) == len(records)
