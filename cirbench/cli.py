@@ -24,13 +24,7 @@ app.add_typer(bench_app, name="bench")
 COMMAND_MODULES = ["core", "data", "synth", "facap", "train", "experiments"]
 
 for _area in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"cirbench.commands.{_area}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"cirbench.commands.{_area}":
-            raise
-        continue  # an area not built yet
-    _module.register(app, bench_app)
+    importlib.import_module(f"cirbench.commands.{_area}").register(app, bench_app)
 
 
 def main() -> None:
