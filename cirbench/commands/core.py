@@ -165,7 +165,9 @@ def eval_model(
         records = _write_results(result, eval_protocol, run_dir, seed, _checkpoint_config_hash(checkpoint))
     _console().print(f"wrote {len(records)} records to {run_dir}", markup=False)
     if show_table:
-        _print_tables(records, [])
+        from cirbench.results import read_ranks
+
+        _print_tables(records, read_ranks([run_dir]))
 
 
 def _check_device(device: str) -> None:

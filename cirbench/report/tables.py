@@ -114,8 +114,21 @@ def _build_table(group: tuple[str, str, str], records: list[dict], ranks: Sequen
         table.rows.extend(reported_rows(table))
     for label, latest in _measured_groups(records).items():
         table.rows.append(_measured_row(table, label, latest, ranks, ci))
+    table.notes.extend(_size_notes(table, records, ranks))
     table.notes.extend(_count_notes(table))
     return table
+
+
+def _size_notes(table: Table, records: list[dict], ranks: Sequence[dict]) -> list[str]:
+    """The benchmark's size per category (annotated queries; gallery images where ranks are known),
+    so every table says what its numbers are over."""
+    queries = {r["category"]: r["n_queries_total"] for r in records}
+    galleries = {r["category"]: r["n_gallery"] for r in ranks
+                 if (r["protocol"], r["dataset"], r["split"]) == (table.protocol, table.dataset, table.split)}
+    parts = [f"{c} {queries[c]:,}" + (f" / {galleries[c]:,}" if c in galleries else "")
+             for c in table.categories if c in queries]
+    what = "queries / gallery images" if galleries else "queries"
+    return [f"{what}: " + ", ".join(parts)] if parts else []
 
 
 def _measured_groups(records: list[dict]) -> dict[str, dict[str, dict[str, dict]]]:
@@ -381,7 +394,7 @@ def load_tables(paths: Sequence[str | Path], *, reported: bool = False, ci: bool
     from cirbench.results import read_ranks, read_records
 
     records = read_records(paths) if paths else []
-    ranks = read_ranks(paths) if paths and ci else []
+    ranks = read_ranks(paths) if paths else []
     return build_tables(records, ranks, reported=reported, ci=ci)
 
 

@@ -133,7 +133,15 @@ def test_table3_layout_with_averages_and_headline():
     summary = summarize({s.category: s.ranks for s in result.splits}, (10, 50), (10, 50))
     assert row.cells["avg_r10"].value == pytest.approx(summary.average[10].value)
     assert row.cells["avg"].value == pytest.approx(summary.headline.value)
-    assert row.source == "measured" and table.notes == []
+    sizes = ", ".join(f"{s.category} {s.n_queries_total:,}" for s in result.splits)
+    assert row.source == "measured" and table.notes == [f"queries: {sizes}"]
+
+
+def test_benchmark_sizes_are_stated_with_gallery_sizes_when_ranks_are_given():
+    result = make_result(n=2017)
+    [table] = build_tables(records_of(result), rank_rows(result, run_id="r", seed=0))
+    galleries = ", ".join(f"{s.category} 2,017 / {s.n_gallery:,}" for s in result.splits)
+    assert table.notes == [f"queries / gallery images: {galleries}"]
 
 
 def test_averages_need_every_category():
@@ -146,7 +154,7 @@ def test_averages_need_every_category():
 def test_fewer_queries_than_annotated_are_counted_in_a_note():
     result = make_result(n=2017, used={"dress": 1203})
     [table] = build_tables(records_of(result))
-    assert table.notes == ["clip_sum:test_tiny: evaluated on fewer queries than annotated (dress n=1,203/2,017)"]
+    assert table.notes[1:] == ["clip_sum:test_tiny: evaluated on fewer queries than annotated (dress n=1,203/2,017)"]
     assert "dress n=1,203/2,017" in render(table, "markdown") and "dress n=1,203/2,017" in render(table, "rich")
 
 
