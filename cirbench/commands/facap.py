@@ -253,7 +253,7 @@ def facap_stats(
 def _print_stats_table(rows) -> None:
     from rich.table import Table
 
-    from cirbench.commands.core import _print_wide
+    from cirbench.report.tables import print_wide
 
     table = Table(title="Dataset statistics (paper Table 1 layout)")
     for name in ("dataset", "unique images", "triplets", "mod. vocab", "mod. avg len", "image-caption pairs", "caption vocab", "caption avg len"):
@@ -262,7 +262,7 @@ def _print_stats_table(rows) -> None:
         mod, cap = row.modification_texts, row.captions
         table.add_row(row.name, f"{row.unique_images:,}", f"{row.triplets:,}", f"{mod.vocabulary:,}", _num(mod.average_length),
                       f"{row.image_caption_pairs:,}" if cap else "-", f"{cap.vocabulary:,}" if cap else "-", _num(cap.average_length) if cap else "-")
-    _print_wide(table)
+    print_wide(table)
 
 
 def _num(value: float | None) -> str:
@@ -324,7 +324,7 @@ def _report_json(summary: dict, auto: dict) -> dict:
 def _print_quality_table(summary: dict, auto: dict) -> None:
     from rich.table import Table
 
-    from cirbench.commands.core import _print_wide
+    from cirbench.report.tables import print_wide
     from cirbench.facap.quality import CRITERIA
 
     table = Table(title="Annotation quality (paper Table 2 layout): mean ± std over all ratings")
@@ -343,7 +343,7 @@ def _print_quality_table(summary: dict, auto: dict) -> None:
             score = auto.get(dataset)
             cells += [_num(score.precision) if score else "-", _num(score.recall) if score else "-"]
         table.add_row(dataset, *cells)
-    _print_wide(table)
+    print_wide(table)
 
 
 def bench_pairing(
