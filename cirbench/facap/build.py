@@ -12,7 +12,7 @@ from typing import Callable
 
 import cirbench
 from cirbench.data.schema import DataError
-from cirbench.facap.backends import BackendOptions, Captioner, Modifier, build_captioner, build_modifier
+from cirbench.facap.backends import BackendOptions, Captioner, Modifier, build_captioner_for, build_modifier
 from cirbench.facap.embedding import DEFAULT_CLIP, Embedder, make_embedder
 from cirbench.facap.output import write_facap_release
 from cirbench.facap.pipeline import PipelineSettings, run_pipeline
@@ -77,7 +77,7 @@ def build_facap(
     sources = sources or read_sources(config)
     records = [r for source in sources for r in limit_records(source.records, config.limit)]
     embedder = embedder or make_embedder(config.clip_model, config.device)
-    captioner = captioner or build_captioner(config.captioner, config.captioner_options)
+    captioner = captioner or build_captioner_for(config.captioner, config.captioner_options, embedder)
     modifier = modifier or build_modifier(config.modifier, config.modifier_options)
     described = [_describe_source(spec, source, config.limit) for spec, source in zip(config.sources, sources)]
     identity = {"sources": described, "limit": config.limit}

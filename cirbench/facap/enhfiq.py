@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cirbench
 from cirbench.data.schema import DataError
-from cirbench.facap.backends import BackendOptions, Captioner, Modifier, build_captioner, build_modifier
+from cirbench.facap.backends import BackendOptions, Captioner, Modifier, build_captioner_for, build_modifier
 from cirbench.facap.embedding import DEFAULT_CLIP, Embedder, make_embedder
 from cirbench.facap.output import json_bytes, write_files
 from cirbench.facap.pipeline import PipelineResult, PipelineSettings, run_pipeline
@@ -71,7 +71,7 @@ def build_enhfiq(
     root = Path(config.fashioniq)
     by_category = by_category or val_records(root, config.categories)
     embedder = embedder or make_embedder(config.clip_model, config.device)
-    captioner = captioner or build_captioner(config.captioner, config.captioner_options)
+    captioner = captioner or build_captioner_for(config.captioner, config.captioner_options, embedder)
     modifier = modifier or build_modifier(config.modifier, config.modifier_options)
     records = [r for group in by_category.values() for r in group]
     identity = {"fashioniq": str(root.resolve()), "categories": sorted(by_category)}

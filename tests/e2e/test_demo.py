@@ -24,6 +24,9 @@ def test_quick_demo_builds_trains_evaluates_and_reports(tmp_path, monkeypatch):
     for name in ("report.html", "grids/fashionblip2_dress.png"):
         assert (out / "results" / name).stat().st_size > 0
     assert "fashioniq val" in result.output and "SPRC" in result.output
+    enhanced = json.loads((out / "data" / "enhfashioniq" / "captions" / "cap.dress.val.json").read_text())
+    texts = {entry["captions"][0] for entry in enhanced}
+    assert len(texts) > len(enhanced) / 4, "enhFashionIQ texts must describe the images, not one stock phrase"
 
     # A rerun reuses every trained model and every finished evaluation: nothing is lost or redone.
     again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])

@@ -86,6 +86,18 @@ def build_captioner(kind: str, options: BackendOptions = BackendOptions()) -> Ca
     return CAPTIONERS.get(kind)(options)
 
 
+def build_captioner_for(kind: str, options: BackendOptions, embedder) -> Captioner:
+    """The captioner of a build: the offline one reads the attributes of images that come without
+    metadata (FashionIQ images in build-enhfiq) with the pairing CLIP, when the pairing uses one."""
+    from cirbench.facap.backends.offline import OfflineCaptioner
+    from cirbench.facap.embedding import ClipEmbedder
+    from cirbench.facap.zero_shot import ZeroShotAttributes
+
+    if kind == "offline" and isinstance(embedder, ClipEmbedder):
+        return OfflineCaptioner(ZeroShotAttributes(embedder))
+    return build_captioner(kind, options)
+
+
 def build_modifier(kind: str, options: BackendOptions = BackendOptions()) -> Modifier:
     return MODIFIERS.get(kind)(options)
 
