@@ -52,13 +52,14 @@ def _print_wide(renderable) -> None:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Bad input (data, names, mismatched runs) ends the command with its one-line message."""
+    """Bad input (data, names, mismatched runs, missing files) ends the command with its one-line
+    message, not a traceback; markup is off because messages quote file contents."""
     from cirbench.eval.metrics import ComparisonError
     from cirbench.registry import RegistryError
 
     try:
         yield
-    except (DataError, RegistryError, ComparisonError) as exc:
+    except (DataError, RegistryError, ComparisonError, FileNotFoundError) as exc:
         _console(stderr=True).print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 

@@ -5,13 +5,13 @@ The library modules behind them load inside the commands, so ``cirbench --help``
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import typer
 
-from cirbench.data.schema import DataError
+from cirbench.commands.core import user_errors
+
 
 FETCHABLE = ("fashioniq",)
 
@@ -19,19 +19,6 @@ FETCHABLE = ("fashioniq",)
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("fetch")(fetch)
     app.command("make-standins")(make_standins)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Bad data ends the command with its one-line message, not a traceback."""
-    try:
-        yield
-    except DataError as exc:
-        from rich.console import Console
-
-        # markup off: messages quote file contents, whose brackets are not rich markup
-        Console(stderr=True).print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 def _progress():

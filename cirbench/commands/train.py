@@ -6,12 +6,13 @@ Thin: options -> recipe -> library calls; torch and the models load inside the c
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 import typer
+
+from cirbench.commands.core import user_errors
 
 from cirbench.data.schema import DataError
 
@@ -24,20 +25,6 @@ class Size(str, Enum):
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("train")(train)
     bench_app.command("train")(bench_train)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Bad recipes, names and data end the command with their one-line message."""
-    from rich.console import Console
-
-    from cirbench.registry import RegistryError
-
-    try:
-        yield
-    except (DataError, RegistryError, FileNotFoundError) as exc:
-        Console(stderr=True).print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 def train(
@@ -58,7 +45,7 @@ def train(
     from cirbench.config import apply_overrides, config_hash, load_recipe
     from cirbench.train.recipe_run import train_from_recipe
 
-    with _user_errors():
+    with user_errors():
         config = apply_overrides(load_recipe(recipe), overrides or [])
         spec = _model_spec(model, config, recipe)
         run_dir = out or Path("runs") / f"train-{spec.replace(':', '_')}-{recipe.stem}"
@@ -99,7 +86,7 @@ def bench_train(
     from cirbench.interface import build_model, resolve_spec
     from cirbench.train.bench import benchmark_training, random_vitg_blip2_dir
 
-    with _user_errors():
+    with user_errors():
         if size is Size.vitg and not torch.cuda.is_available():
             raise DataError("--size", "vitg", "needs a CUDA GPU (ViT-g training at batch 512); use --size tiny on CPU")
         spec = str(resolve_spec(f"{model}:{'test_tiny' if size is Size.tiny else 'vitg'}"))
