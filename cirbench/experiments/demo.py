@@ -141,7 +141,7 @@ def _findings(plan: Plan, ranks: list[dict], labels: dict[str, str]) -> str:
             a = select_rows(ranks, label=labels[question.a], dataset=dataset)
             b = select_rows(ranks, label=labels[question.b], dataset=dataset)
             if a and b:
-                findings.append(paired_finding(_latest(a), _latest(b), label=f"{question.title} [{dataset}]"))
+                findings.append(paired_finding(_latest(a), _latest(b), label=question.title))
     return format_findings(findings) if findings else ""
 
 
