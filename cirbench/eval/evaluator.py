@@ -91,7 +91,7 @@ def evaluate(
     targets = [_target_columns(split, cols) for split, cols in zip(splits, columns)]
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
     checkpoint = model.checkpoint_hash()
-    with _eval_mode(model), _progress_bar(progress) as bar:
+    with eval_mode(model), _progress_bar(progress) as bar:
         run = _Run(model, checkpoint, protocol, cache, batch_size, chunk_size, str(device), num_workers, bar)
         ranked = [_evaluate_split(run, *planned) for planned in zip(splits, columns, targets)]
     return EvalResult(model.meta.spec, checkpoint, protocol.id, str(device), ranked)
@@ -246,7 +246,8 @@ def _image_batches(paths: list[Path], run: _Run) -> Iterator["torch.Tensor"]:
 
 
 @contextmanager
-def _eval_mode(model: "CIRModel") -> Iterator[None]:
+def eval_mode(model: "CIRModel") -> Iterator[None]:
+    """Eval mode and no autograd for a torch module, restoring its training flag afterwards."""
     import torch
 
     is_module = isinstance(model, torch.nn.Module)

@@ -12,12 +12,12 @@ position of the target is the rank the evaluator reports.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from cirbench.data.schema import CIRQuery, DataError, EvalSplit
+from cirbench.eval.evaluator import eval_mode
 from cirbench.eval.protocols import EvalProtocol
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def retrieve_top_k(
     for query in queries:
         if query.target_id not in columns:
             raise DataError(split.source, query.query_id, f"target {query.target_id!r} is not in the gallery")
-    with _inference(model):
+    with eval_mode(model):
         candidates = _gallery_features(model, split, cache_dir, device, batch_size).to(device)
         references = _load_images(model, split, [q.reference_id for q in queries]).to(device)
         scores = get_scorer(model.meta.scorer)(model.encode_query(references, texts), candidates).float().cpu()
@@ -225,22 +225,6 @@ def _load_images(model: "CIRModel", split: EvalSplit, image_ids: Sequence[str]) 
     import torch
 
     return torch.stack([model.preprocess(_open_rgb(path)) for path in _image_paths(split, image_ids)])
-
-
-@contextmanager
-def _inference(model: "CIRModel") -> Iterator[None]:
-    """Eval mode and no autograd for a torch module, restoring its training flag afterwards."""
-    import torch
-
-    was_training = isinstance(model, torch.nn.Module) and model.training
-    if was_training:
-        model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        if was_training:
-            model.train()
 
 
 # ---- drawing ---------------------------------------------------------------------------------
