@@ -99,12 +99,15 @@ class Blip2CIRModel(nn.Module):
         for part in self.trainable_parts(stage):
             part.requires_grad_(True)
 
-    def enable_gradient_checkpointing(self) -> None:
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute ViT and Q-Former layer activations during backward (memory for the ViT-g at batch 512).
 
         Non-reentrant: the frozen ViT's inputs need no grad for the adapters inside it to get theirs.
         """
-        self.backbone.blip.activation_checkpointing_enable({"use_reentrant": False})
+        if enable:
+            self.backbone.blip.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            self.backbone.blip.activation_checkpointing_disable()
 
     def checkpoint_hash(self) -> str:
         """sha256 over the state dict (names, dtypes, shapes, bytes); recomputed only after weights change."""

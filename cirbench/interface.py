@@ -86,6 +86,9 @@ class TrainableCIRModel(CIRModel, Protocol):
         """Write config.json (spec + resolved build options) and model.safetensors to ``directory``;
         ``build_model(spec, checkpoint=directory)`` restores the same model."""
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the big encoder's activations in the backward pass (open_clip's and timm's name)."""
+
 
 @dataclass(frozen=True)
 class ModelSpec:

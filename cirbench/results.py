@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 RESULTS_FILE = "results.jsonl"
 RANKS_FILE = "ranks.jsonl"
+ERRORS_FILE = "errors.jsonl"
+ERROR_FIELDS = ("label", "dataset", "error")
 RECORD_FIELDS = (
     "run_id", "model", "checkpoint_hash", "config_hash", "dataset", "category", "split", "protocol",
     "metric", "value", "ci_low", "ci_high", "n_queries", "n_queries_total", "git_commit",
@@ -150,6 +152,12 @@ def read_ranks(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """The ranks.jsonl beside each results file (or under each folder) named by ``paths``."""
     siblings = [f.with_name(RANKS_FILE) for f in result_files(paths)]
     return [row for path in siblings if path.is_file() for row in _read_jsonl(path, RANK_FIELDS)]
+
+
+def read_errors(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The failed evaluations (errors.jsonl, written by ``evaluate_all``) beside each results file."""
+    siblings = [f.with_name(ERRORS_FILE) for f in result_files(paths)]
+    return [row for path in siblings if path.is_file() for row in _read_jsonl(path, ERROR_FIELDS)]
 
 
 def _read_jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:

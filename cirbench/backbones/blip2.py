@@ -85,13 +85,22 @@ def build_tiny_tokenizer(extra_words: Iterable[str] = (), max_length: int = 128)
     return BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_length)
 
 
+_TINY_INIT = 0.1
+
+
 def vitg_blip2_config() -> Blip2Config:
     """The ViT-g image-text-retrieval BLIP-2 (transformers' default sizes) with the Q-Former's text layers."""
     return Blip2Config(qformer_config={"use_qformer_text_input": True})
 
 
 def tiny_blip2_config(vocab_size: int, image_size: int = 64) -> Blip2Config:
-    """A ~2.4 M-parameter BLIP-2 with the paper's token counts (32 queries, 256-d ITC space)."""
+    """A ~2.4 M-parameter BLIP-2 with the paper's token counts (32 queries, 256-d ITC space).
+
+    Trained from scratch, unlike the real one: no dropout, and initial weights 5x BERT's 0.02, so
+    the image reaches the query tokens through cross-attention from the first step. With BERT's
+    settings the contrastive loss sat at log(batch) for hundreds of steps (measured: dropout alone
+    kept it there at every learning rate tried; see cirbench/synth/backbones.py).
+    """
     return Blip2Config(
         vision_config={
             "hidden_size": 128,
@@ -100,7 +109,8 @@ def tiny_blip2_config(vocab_size: int, image_size: int = 64) -> Blip2Config:
             "num_attention_heads": 4,
             "image_size": image_size,
             "patch_size": 8,
-            "initializer_range": 0.02,  # the default 1e-10 assumes pretrained weights get loaded
+            "attention_dropout": 0.0,
+            "initializer_range": _TINY_INIT,  # the default 1e-10 assumes pretrained weights get loaded
         },
         qformer_config={
             "vocab_size": vocab_size,
@@ -111,6 +121,9 @@ def tiny_blip2_config(vocab_size: int, image_size: int = 64) -> Blip2Config:
             "max_position_embeddings": 128,
             "cross_attention_frequency": 2,
             "use_qformer_text_input": True,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+            "initializer_range": _TINY_INIT,
         },
         num_query_tokens=32,
         image_text_hidden_size=256,
@@ -314,18 +327,19 @@ def pretrain_blip2_backbone(
     seed: int,
     image_size: int = 64,
     lr: float = 1e-3,
+    words: Iterable[str] = (),
     on_step: Callable[[int, float], None] | None = None,
 ) -> Path:
     """Pre-train a tiny BLIP-2 with image-text contrast on (image path, caption) pairs; save it.
 
-    The vocabulary is the base one plus every word of the captions. Writes ``out_dir`` with
+    The vocabulary is the base one plus ``words`` plus every word of the captions. Writes ``out_dir`` with
     config.json, model.safetensors, the tokenizer and pretraining.json (settings and last loss);
     ``synth_tiny`` models load it. ``on_step(step, loss)`` reports progress.
     """
     if not pairs:
         raise ValueError("no image-caption pairs to pre-train on")
     captions = [caption for _, caption in pairs]
-    backbone = tiny_blip2_backbone(seed, words_of(captions), image_size)
+    backbone = tiny_blip2_backbone(seed, [*words, *words_of(captions)], image_size)
     images = torch.stack([preprocess_image(Image.open(path), image_size) for path, _ in pairs])
     objective = _ImageTextContrast(backbone).train()
     optimizer = torch.optim.AdamW(objective.parameters(), lr=lr, weight_decay=0.05)

@@ -218,10 +218,11 @@ def _write_results(result, protocol, run_dir: Path, seed: int, config_hash: str 
     return records
 
 
-def _print_tables(records: list[dict], ranks: list[dict], *, reported: bool = False, ci: bool = False) -> None:
+def _print_tables(records: list[dict], ranks: list[dict], *, reported: bool = False, ci: bool = False,
+                  errors: list[dict] | None = None) -> None:
     from cirbench.report.tables import build_tables, to_rich
 
-    for built in build_tables(records, ranks, reported=reported, ci=ci):
+    for built in build_tables(records, ranks, reported=reported, ci=ci, errors=errors or []):
         _print_wide(to_rich(built, ci=ci))
 
 
@@ -363,7 +364,7 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
     from cirbench.eval.retrieval import default_cache_dir
     from cirbench.experiments.evaluate_all import ModelEntry, evaluate_all, find_benchmarks, trained_models
     from cirbench.interface import resolve_spec
-    from cirbench.results import read_ranks, read_records
+    from cirbench.results import read_errors, read_ranks, read_records
 
     with user_errors():
         benchmarks = find_benchmarks(data_root)
@@ -376,7 +377,7 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
                               cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                               log=lambda line: _console().print(line, markup=False, highlight=False))
         if show_table:
-            _print_tables(read_records([run_dir]), read_ranks([run_dir]))
+            _print_tables(read_records([run_dir]), read_ranks([run_dir]), errors=read_errors([run_dir]))
     for row in errors:
         _console().print(f"error row: {row['label']} on {row['dataset']}: {row['error']}", style="red", markup=False)
     _console().print(f"results: {run_dir}", markup=False)

@@ -107,6 +107,7 @@ def synth_backbones(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     seed: Annotated[int, typer.Option()] = 0,
     ship: Annotated[bool, typer.Option("--ship", help="Maintainers: also store them in the package (float16).")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")] = 1,
 ) -> None:
     """Pre-train the tiny CLIP and tiny BLIP-2 on the world's image-caption pairs (about a minute
     each on two CPU cores) into WORLD/backbones/; the synth_tiny model variants use them. Reused
@@ -120,6 +121,9 @@ def synth_backbones(
     from cirbench.commands.core import user_errors
     from cirbench.synth.backbones import BackboneRecipe, ensure_backbones
 
+    import torch
+
+    torch.set_num_threads(threads)  # two threads on two busy cores run 15x slower (measured)
     recipe = BackboneRecipe(steps=steps, batch_size=batch_size, seed=seed)
     with user_errors(), Progress(transient=True) as progress:
         tasks: dict[str, int] = {}

@@ -1,7 +1,7 @@
 """The one evaluator: any CIRModel on any list of EvalSplit under an EvalProtocol -> target ranks.
 
 Per split it encodes the gallery once with ``encode_candidates`` (cached on disk per model spec,
-checkpoint hash, dataset, category, split and ordered gallery, see ``retrieval.gallery_key``),
+checkpoint hash and the ordered gallery's image files, see ``retrieval.gallery_key``),
 encodes every query with ``encode_query`` (reference image + the protocol's query text), and ranks
 each query's target with the scorer named in ``model.meta.scorer``, in query chunks (tie rule in
 ``cirbench.eval.retrieval``: ties count against the target). It keeps the rank of every query:
@@ -145,7 +145,7 @@ def _gallery_features(run: _Run, split: EvalSplit) -> "torch.Tensor":
     """The gallery's candidate embeddings, from the cache when this gallery was encoded before."""
     model = run.model
     paths = _image_paths(split, split.gallery)
-    key = gallery_key(model.meta.spec, run.checkpoint_hash, split.dataset, split.category, split.split, split.gallery, split.image_paths)
+    key = gallery_key(model.meta.spec, run.checkpoint_hash, split.gallery, split.image_paths)
     cached = run.cache.load(key, len(split.gallery)) if run.cache else None
     if cached is not None:
         return cached

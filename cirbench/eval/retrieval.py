@@ -91,26 +91,20 @@ def ranks_from_scores(
     return ahead
 
 
-def gallery_key(
-    model_spec: str,
-    checkpoint_hash: str,
-    dataset: str,
-    category: str,
-    split: str,
-    gallery: Sequence[str],
-    image_paths: dict[str, Path],
-) -> str:
-    """Cache key of one encoded gallery: the model's weights, the split and its ordered images.
+def gallery_key(model_spec: str, checkpoint_hash: str, gallery: Sequence[str], image_paths: dict[str, Path]) -> str:
+    """Cache key of one encoded gallery: the model's weights and the ordered image files.
 
-    The image files' size and modification time are part of the key, so a regenerated folder
-    (e.g. a synthetic world rebuilt with another seed under the same ids) is encoded afresh.
+    Encoded features depend on nothing else, so two benchmarks over the same images (FashionIQ and
+    enhFashionIQ, whose images/ links to FashionIQ's) share one entry. Files are named by their
+    resolved path, size and modification time: a regenerated folder (e.g. a synthetic world rebuilt
+    with another seed under the same ids) is encoded afresh.
     """
     digest = hashlib.sha256()
-    header = [model_spec, checkpoint_hash, dataset, category, split, len(gallery)]
-    digest.update(json.dumps(header).encode())
+    digest.update(json.dumps([model_spec, checkpoint_hash, len(gallery)]).encode())
     for image_id in gallery:
-        stat = Path(image_paths[image_id]).stat()
-        digest.update(f"\n{image_id}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+        path = Path(image_paths[image_id]).resolve()
+        stat = path.stat()
+        digest.update(f"\n{path}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:32]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-ERRORS_FILE = "errors.jsonl"
+from cirbench.results import ERRORS_FILE
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def evaluate_all(
                 _evaluate_one(model, model_entry, splits_cache[bench], protocol, out, cache_dir, device, seed, batch_size, progress)
                 log(f"evaluated: {model_entry.label} on {bench.dataset}")
             except Exception as exc:  # one failing model must not hide the others: record it
-                errors.append(_error_row(model_entry, bench, exc))
+                errors.append(_error_row(model_entry, bench, protocol.id, exc))
                 log(f"FAILED: {model_entry.label} on {bench.dataset}: {exc}")
     _write_errors(out, errors)
     return errors
@@ -135,9 +135,9 @@ def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
     return json.loads((Path(checkpoint) / "config.json").read_text()).get("config_hash")
 
 
-def _error_row(entry: ModelEntry, bench: BenchmarkEntry, exc: Exception) -> dict:
+def _error_row(entry: ModelEntry, bench: BenchmarkEntry, protocol: str, exc: Exception) -> dict:
     return {"label": entry.label, "model": entry.spec, "checkpoint": str(entry.checkpoint) if entry.checkpoint else None,
-            "dataset": bench.dataset, "split": bench.split, "error": f"{type(exc).__name__}: {exc}",
+            "dataset": bench.dataset, "split": bench.split, "protocol": protocol, "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(limit=5)}
 
 

@@ -16,7 +16,7 @@ class Training:
     model: str  # "name:variant"
     recipe: str  # under recipes/
     data: str  # "facap" | "fashioniq": which built dataset data.root points at
-    steps: int  # optimizer steps at this plan's scale
+    steps: int | None  # optimizer steps at this plan's scale; None: the recipe's own epochs/steps
     init_from: str | None = None  # key of the training whose final model this one starts from
     overrides: tuple[str, ...] = ()
     label: str = ""  # table row

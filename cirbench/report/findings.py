@@ -13,8 +13,9 @@ every p-value, so a reader can apply one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,20 +103,47 @@ def _query_ranks(rows: Sequence[Mapping[str, Any]]) -> list[QueryRanks]:
 
 
 def _run_name(rows: Sequence[Mapping[str, Any]]) -> str:
-    names = sorted({f"{row['model']} @{str(row['checkpoint_hash'])[:8]} (run {row['run_id']})" for row in rows})
-    return " + ".join(names)
+    """Each run as "model @checkpoint (run id)", after its table label where the evaluation gave one."""
+    return " + ".join(sorted({_one_run_name(row) for row in rows}))
+
+
+def _one_run_name(row: Mapping[str, Any]) -> str:
+    name = f"{row['model']} @{str(row['checkpoint_hash'])[:8]} (run {row['run_id']})"
+    return f"{row['label']}: {name}" if row.get("label") else name
+
+
+def latest_per_category(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One row per category: the newest run's (reruns append to the same folder)."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        if row["category"] not in newest or row["run_id"] > newest[row["category"]]["run_id"]:
+            newest[row["category"]] = row
+    return list(newest.values())
+
+
+def findings_between_labels(
+    ranks: Sequence[Mapping[str, Any]], title: str, label_a: str, label_b: str, datasets: Sequence[str]
+) -> list[Finding]:
+    """``title`` answered on each of ``datasets`` where both labelled rows were evaluated (latest run each)."""
+    findings = []
+    for dataset in datasets:
+        a = latest_per_category(select_rows(ranks, label=label_a, dataset=dataset))
+        b = latest_per_category(select_rows(ranks, label=label_b, dataset=dataset))
+        if a and b:
+            findings.append(paired_finding(a, b, label=title))
+    return findings
 
 
 # ---- printing --------------------------------------------------------------------------------
 
 
-def format_findings(findings: Sequence[Finding]) -> str:
-    """Every paper question with its measured findings (or "not measured"), then any others."""
+def format_findings(findings: Sequence[Finding], questions: Sequence[str] = PAPER_QUESTIONS) -> str:
+    """Every one of ``questions`` with its measured findings (or "not measured"), then any others."""
     blocks = []
-    for question in PAPER_QUESTIONS:
+    for question in questions:
         answers = [_format_one(f) for f in findings if f.label == question]
         blocks.extend(answers or [f"{question}: not measured in this run"])
-    blocks.extend(_format_one(f) for f in findings if f.label not in PAPER_QUESTIONS)
+    blocks.extend(_format_one(f) for f in findings if f.label not in questions)
     return "\n\n".join(blocks) + "\n"
 
 

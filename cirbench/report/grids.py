@@ -183,7 +183,7 @@ def _gallery_features(model: "CIRModel", split: EvalSplit, cache_dir, device: st
     _image_paths(split, split.gallery)  # every gallery image has a file, before keying on them
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
     checkpoint = model.checkpoint_hash()
-    key = gallery_key(model.meta.spec, checkpoint, split.dataset, split.category, split.split, split.gallery, split.image_paths)
+    key = gallery_key(model.meta.spec, checkpoint, split.gallery, split.image_paths)
     cached = cache.load(key, len(split.gallery)) if cache else None
     if cached is not None:
         return cached

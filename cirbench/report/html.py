@@ -67,8 +67,8 @@ def write_html_report(
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise DataError(results_dir, "report", "no such results folder")
-    records, ranks = _read_results(results_dir)
-    tables = _build_tables(records, ranks, reported)
+    records, ranks, errors = _read_results(results_dir)
+    tables = _build_tables(records, ranks, errors, reported)
     sections = [
         _tables_section(tables),
         _other_tables_section(results_dir / "tables", {t.slug for t in tables}),
@@ -81,20 +81,20 @@ def write_html_report(
     return _write_atomically(Path(out_path), page)
 
 
-def _read_results(results_dir: Path) -> tuple[list[dict], list[dict]]:
-    from cirbench.results import RESULTS_FILE, read_ranks, read_records
+def _read_results(results_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    from cirbench.results import RESULTS_FILE, read_errors, read_ranks, read_records
 
     if not any(results_dir.rglob(RESULTS_FILE)):
-        return [], []
-    return read_records([results_dir]), read_ranks([results_dir])
+        return [], [], []
+    return read_records([results_dir]), read_ranks([results_dir]), read_errors([results_dir])
 
 
-def _build_tables(records: list[dict], ranks: list[dict], reported: bool) -> list["Table"]:
+def _build_tables(records: list[dict], ranks: list[dict], errors: list[dict], reported: bool) -> list["Table"]:
     from cirbench.report.tables import build_tables
 
     if not records and not reported:
         return []
-    return build_tables(records, ranks, reported=reported, ci=True)
+    return build_tables(records, ranks, reported=reported, ci=True, errors=errors)
 
 
 def _page(title: str, sections: list[str]) -> str:

@@ -91,15 +91,39 @@ class Table:
 
 
 def build_tables(
-    records: Sequence[dict[str, Any]], ranks: Sequence[dict[str, Any]] = (), *, reported: bool = False, ci: bool = False
+    records: Sequence[dict[str, Any]], ranks: Sequence[dict[str, Any]] = (), *, reported: bool = False, ci: bool = False,
+    errors: Sequence[dict[str, Any]] = (),
 ) -> list[Table]:
-    """One table per (protocol, dataset, split) found in ``records`` (+ the paper's if ``reported``)."""
+    """One table per (protocol, dataset, split) found in ``records`` (+ the paper's if ``reported``).
+
+    ``errors``: failed evaluations (``evaluate_all``'s error rows); each becomes a row of gaps in
+    its benchmark's table, unless a later evaluation of the same label succeeded."""
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for record in records:
         groups.setdefault((record["protocol"], record["dataset"], record["split"]), []).append(record)
     if reported:
         groups.setdefault(REPORTED_GROUP, [])
-    return [_build_table(key, rows, ranks, reported and key == REPORTED_GROUP, ci) for key, rows in sorted(groups.items())]
+    for error in errors:
+        groups.setdefault(_error_group(error), [])
+    tables = [_build_table(key, rows, ranks, reported and key == REPORTED_GROUP, ci) for key, rows in sorted(groups.items())]
+    for table in tables:
+        _add_error_rows(table, errors)
+    return tables
+
+
+def _error_group(error: dict[str, Any]) -> tuple[str, str, str]:
+    return error.get("protocol") or REPORTED_GROUP[0], error["dataset"], error.get("split") or "val"
+
+
+def _add_error_rows(table: Table, errors: Sequence[dict[str, Any]]) -> None:
+    measured = {row.label for row in table.rows}
+    failed = {e["label"]: e for e in errors if _error_group(e) == (table.protocol, table.dataset, table.split)}
+    new = {label: e for label, e in failed.items() if label not in measured}
+    for label, error in new.items():
+        table.rows.append(Row(label, "error", setting=error["error"].splitlines()[0][:80]))
+    if new:
+        table.notes.append("error rows: the evaluation failed (message in the source column; "
+                           "the traceback is in errors.jsonl beside results.jsonl)")
 
 
 def _build_table(group: tuple[str, str, str], records: list[dict], ranks: Sequence[dict], reported: bool, ci: bool) -> Table:
@@ -390,12 +414,14 @@ def write_tables(tables: Sequence[Table], out_dir: str | Path, *, ci: bool = Fal
 
 
 def load_tables(paths: Sequence[str | Path], *, reported: bool = False, ci: bool = False) -> list[Table]:
-    """Tables from result files or run folders (and their ranks.jsonl for intervals of averages)."""
-    from cirbench.results import read_ranks, read_records
+    """Tables from result files or run folders (and their ranks.jsonl for intervals of averages,
+    their errors.jsonl for error rows)."""
+    from cirbench.results import read_errors, read_ranks, read_records
 
     records = read_records(paths) if paths else []
     ranks = read_ranks(paths) if paths else []
-    return build_tables(records, ranks, reported=reported, ci=ci)
+    errors = read_errors(paths) if paths else []
+    return build_tables(records, ranks, reported=reported, ci=ci, errors=errors)
 
 
 def print_wide(renderable, console=None) -> None:

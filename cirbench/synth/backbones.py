@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from cirbench.synth.vocabulary import VOCABULARY_VERSION
+
 RECORD = "backbones.json"
 SHIPPED = Path(__file__).resolve().parent / "pretrained"
 PROVENANCE = "provenance.json"
@@ -34,8 +36,10 @@ class BackboneRecipe:
     batch_size: int = 64
     seed: int = 0
     image_size: int = 64
-    lr: float = 1e-3
+    lr: float = 1e-3  # CLIP
+    blip2_lr: float = 5e-4  # 1e-3 collapsed the Q-Former's contrastive loss to log(batch) (measured)
     max_pairs: int = 4000  # the world's sources hold ~2.5k images at the default preset
+    vocabulary: str = VOCABULARY_VERSION  # the tiny BLIP-2 tokenizer's word list (synth/vocabulary.py)
 
 
 QUICK_RECIPE = BackboneRecipe(steps=80)
@@ -62,6 +66,7 @@ def ensure_backbones(
     """Pre-train both backbones unless the world already has them for this recipe; then activate."""
     from cirbench.backbones.blip2 import pretrain_blip2_backbone
     from cirbench.backbones.clip import pretrain_clip_backbone
+    from cirbench.synth.vocabulary import world_vocabulary
     from cirbench.synth.world import image_caption_pairs
 
     dirs = backbone_dirs(world)
@@ -75,12 +80,14 @@ def ensure_backbones(
         return activate(world)
     pairs = image_caption_pairs(Path(world))[: recipe.max_pairs]
     builders = {"clip": pretrain_clip_backbone, "blip2": pretrain_blip2_backbone}
+    # CLIP keeps open_clip's real BPE tokenizer; the tiny BLIP-2 one is built from the world's words.
+    extra = {"clip": {"lr": recipe.lr}, "blip2": {"lr": recipe.blip2_lr, "words": world_vocabulary(world)}}
     for name, pretrain in builders.items():
         partial = dirs[name].with_name(dirs[name].name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         report = (lambda step, loss, name=name: on_step(name, step + 1, recipe.steps)) if on_step else None
         pretrain(pairs, partial, steps=recipe.steps, batch_size=recipe.batch_size, seed=recipe.seed,
-                 image_size=recipe.image_size, lr=recipe.lr, on_step=report)
+                 image_size=recipe.image_size, on_step=report, **extra[name])
         shutil.rmtree(dirs[name], ignore_errors=True)
         partial.rename(dirs[name])  # a killed build never leaves a half backbone under the real name
     record.write_text(json.dumps(wanted, indent=2) + "\n")

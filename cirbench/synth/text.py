@@ -213,6 +213,16 @@ def vague_caption(reference: Garment, target: Garment, rng: random.Random, vague
     return text + ("." if rng.random() < 0.15 else "")
 
 
+def vague_phrases() -> list[str]:
+    """Every phrase a vague annotator text is made of (colours in every form), without typos."""
+    from cirbench.synth.attributes import COLOURS
+
+    phrases = [p for values in _VAGUE_VALUE.values() for options in values.values() for p in options]
+    phrases += [p for options in _VAGUE_RELATIVE.values() for p in options]
+    phrases += [*_PATTERNED, *_TASTE, " with ", " and "]
+    return phrases + [form.format(colour) for form in _COLOUR_FORMS for colour in COLOURS]
+
+
 # ----------------------------------------------------------------------------- detailed texts
 
 _CHANGE_FORMS = (

@@ -207,14 +207,10 @@ def prepare_model(model: nn.Module, settings: TrainSettings, device: torch.devic
 
 
 def enable_grad_checkpointing(model: nn.Module) -> None:
-    """open_clip-style ``set_grad_checkpointing(True)`` or transformers-style
-    ``enable_gradient_checkpointing()``, whichever the model offers."""
-    if hasattr(model, "set_grad_checkpointing"):
-        model.set_grad_checkpointing(True)
-    elif hasattr(model, "enable_gradient_checkpointing"):
-        model.enable_gradient_checkpointing()
-    else:
+    """The interface's ``set_grad_checkpointing(True)`` (open_clip's and timm's name for it)."""
+    if not hasattr(model, "set_grad_checkpointing"):
         raise ValueError(f"{model.meta.spec} does not support gradient checkpointing")
+    model.set_grad_checkpointing(True)
 
 
 def _start_step(run_dir: Path, model: nn.Module, optimizer, config: dict, resume: bool) -> int:

@@ -95,3 +95,22 @@ def test_bad_input_is_one_clear_error(tmp_path):
     assert result.exit_code == 1 and "no Fashion200k label files found" in result.output
     result = CliRunner().invoke(app, ["build-facap", "--folder", str(tmp_path)])
     assert result.exit_code == 2 and "--folder and --metadata go together" in result.output
+
+
+def test_the_tiny_blip2_vocabulary_has_every_word_the_world_and_facap_texts_use(world, tmp_path):
+    """Words outside the tiny tokenizer's list fall apart into letters (2-3x longer sequences)."""
+    from cirbench.backbones.blip2 import build_tiny_tokenizer, words_of
+    from cirbench.data.facap import load_facap
+    from cirbench.data.fashioniq import read_fashioniq_train
+    from cirbench.synth.vocabulary import world_vocabulary
+
+    out = tmp_path / "facap"
+    assert run("build-facap", "--world", world, "--out", out, "--quiet", "--clip-model", "thumbnail").exit_code == 0
+    triplets = load_facap(out)
+    texts = [text for t in triplets for text in t.texts] + [t.target_caption for t in triplets]
+    vocabulary = set(build_tiny_tokenizer(world_vocabulary(world)).vocab)
+    assert not set(words_of(texts)) - vocabulary
+    # FashionIQ-like annotations: every word but the typos (a swapped pair of letters) is known
+    annotations = read_fashioniq_train(world / "fashioniq", ["dress", "shirt", "toptee"])
+    unknown = set(words_of(text for t in annotations for text in t.texts)) - vocabulary
+    assert all(any(sorted(word) == sorted(known) for known in vocabulary) for word in unknown), unknown

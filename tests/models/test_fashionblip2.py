@@ -183,7 +183,7 @@ def test_gradient_checkpointing_keeps_the_adapter_gradients(images):
         model = build_model("fashionblip2:test_tiny").train()
         model.set_trainable("pretrain")
         if checkpointing:
-            model.enable_gradient_checkpointing()
+            model.set_grad_checkpointing(True)
         torch.manual_seed(0)  # same dropout draws in both runs
         sum(model.training_losses(batch(images), ("cir", "ctr")).values()).backward()
         gradients.append(model.adapters.adapters[0].up.weight.grad)

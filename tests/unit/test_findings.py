@@ -8,7 +8,14 @@ import pytest
 from report_fixtures import CATEGORIES, eval_result, hit_ranks
 
 from cirbench.eval.metrics import ComparisonError
-from cirbench.report.findings import NO_DIFFERENCE, PAPER_QUESTIONS, format_findings, paired_finding, select_rows
+from cirbench.report.findings import (
+    NO_DIFFERENCE,
+    PAPER_QUESTIONS,
+    findings_between_labels,
+    format_findings,
+    paired_finding,
+    select_rows,
+)
 from cirbench.results import rank_rows
 
 N = 200  # queries per category
@@ -102,3 +109,21 @@ def test_format_prints_each_question_with_its_numbers_whichever_way_it_goes():
     assert blocks[1] == f"{PAPER_QUESTIONS[1]}: not measured in this run"
     assert "verdict: A vs B: better" in blocks[3] and "difference +50.00 points" in blocks[3]
     assert f"verdict: A vs B: {NO_DIFFERENCE}" in blocks[4] and "p = 1.000" in blocks[4]
+
+
+def test_findings_between_labels_use_each_labels_newest_run_and_name_it():
+    def labelled(ranks, label, run_id, dataset="fashioniq"):
+        return [{**row, "label": label} for row in rows(ranks, dataset=dataset, run_id=run_id)]
+
+    ranks = labelled(WEAK, "A", "20260101-old") + labelled(STRONG, "A", "20260102-new") + labelled(WEAK, "B", "20260101-b")
+    ranks += labelled(WEAK, "B", "20260101-b2", dataset="enhfashioniq")  # A was not evaluated there: no finding
+    findings = findings_between_labels(ranks, "my question", "A", "B", ("fashioniq", "enhfashioniq"))
+    assert [(f.dataset, f.verdict) for f in findings] == [("fashioniq", "better")]
+    assert findings[0].run_a.startswith("A: m:tiny @ckpt (run 20260102-new)")
+
+
+def test_format_findings_answers_only_the_questions_asked():
+    finding = paired_finding(rows(STRONG, run_id="a"), rows(WEAK, run_id="b"), label=PAPER_QUESTIONS[1])
+    blocks = format_findings([finding], questions=(PAPER_QUESTIONS[1], "CIR+CTR vs CIR only")).strip().split("\n\n")
+    assert len(blocks) == 2 and blocks[0].startswith(PAPER_QUESTIONS[1] + " — ")
+    assert blocks[1] == "CIR+CTR vs CIR only: not measured in this run"

@@ -241,3 +241,20 @@ def test_write_tables_writes_every_format(tmp_path):
         f"fashioniq-val-fashioniq_v1{s}" for s in (".txt", ".md", ".csv", ".tex")
     )
     assert "dress R@10" in (tmp_path / "fashioniq-val-fashioniq_v1.txt").read_text()
+
+
+def test_a_failed_evaluation_is_an_error_row_until_it_succeeds(tmp_path):
+    from cirbench.report.tables import load_tables
+
+    run = saved_run(tmp_path / "run", make_result())
+    failure = {"label": "sprc:synth_tiny", "model": "sprc:synth_tiny", "dataset": "fashioniq", "split": "val",
+               "protocol": "fashioniq/v1", "error": "FileNotFoundError: no backbone\nmore", "traceback": "..."}
+    (run / "errors.jsonl").write_text(json.dumps(failure) + "\n")
+    [table] = load_tables([run])
+    error = table.rows[-1]
+    assert (error.label, error.source, error.setting) == ("sprc:synth_tiny", "error", "FileNotFoundError: no backbone")
+    assert not error.cells and any("errors.jsonl" in note for note in table.notes)
+    assert "sprc:synth_tiny | error (FileNotFoundError: no backbone) | — |" in render(table, "markdown")
+
+    fixed = {**failure, "label": table.rows[0].label}  # the same label evaluated fine: no error row
+    assert [r.source for r in build_tables(records_of(make_result()), errors=[fixed])[0].rows] == ["measured"]

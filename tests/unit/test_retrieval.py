@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,11 +152,17 @@ def test_cache_round_trip_and_unreadable_or_stale_files_read_as_absent(tmp_path,
 
 def test_gallery_key_depends_on_weights_order_and_image_files(tmp_path):
     split = make_split(tmp_path, n_gallery=6, n_queries=2, duplicates=0)
-    args = ("fake:test", "hash1", "fake_fashioniq", "dress", "val")
+    args = ("fake:test", "hash1")
     key = gallery_key(*args, split.gallery, split.image_paths)
     assert key == gallery_key(*args, list(split.gallery), dict(split.image_paths))
-    assert key != gallery_key("fake:test", "hash2", *args[2:], split.gallery, split.image_paths)
+    assert key != gallery_key("fake:test", "hash2", split.gallery, split.image_paths)
+    assert key != gallery_key("other:test", "hash1", split.gallery, split.image_paths)
     assert key != gallery_key(*args, split.gallery[::-1], split.image_paths)
+    # the same files through a linked folder (enhFashionIQ's images/ -> FashionIQ's): the same key
+    linked = tmp_path / "linked"
+    linked.symlink_to(tmp_path, target_is_directory=True)
+    via_link = {i: linked / Path(p).relative_to(tmp_path) for i, p in split.image_paths.items()}
+    assert gallery_key(*args, split.gallery, via_link) == key
     first = split.image_paths[split.gallery[0]]
     os.utime(first, ns=(1, 1))
     assert key != gallery_key(*args, split.gallery, split.image_paths)

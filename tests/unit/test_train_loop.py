@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 from cirbench.data.schema import DataError, TrainTriplet
 from cirbench.train.checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
-from cirbench.train.data import BatchPlan, TripletDataset, collate, epoch_order
+from cirbench.train.data import BatchPlan, TripletDataset, collate, epoch_order, step_loader
 from cirbench.train.losses import duplicate_target_mask, in_batch_contrastive, scaled_cosine
 from cirbench.train.loop import TrainSettings, make_optimizer, train
 from cirbench.train.schedule import Schedule
@@ -101,6 +102,22 @@ def test_single_text_mode_needs_one_text_per_triplet(tmp_path):
     batch = collate([dataset[(0, 0)], dataset[(0, 1)]])
     assert batch.texts == ["make it blue", "make it blue"] and batch.target_ids == ["t0", "t1"]
     assert batch.target_captions is None
+
+
+def test_a_broken_image_in_a_loader_worker_is_a_data_error_naming_the_file(tmp_path):
+    triplets = _triplets(tmp_path, 4)
+    (tmp_path / "t2.png").write_bytes(b"not a png")
+    dataset = TripletDataset(triplets, lambda image: torch.zeros(1), text="randomised")
+    plan = BatchPlan(n_triplets=4, batch_size=4, grad_accum=1, world_size=1, rank=0, seed=0)
+    with pytest.raises(DataError) as caught:
+        list(step_loader(dataset, plan, range(1), num_workers=1))
+    assert caught.value.file == str(tmp_path / "t2.png") and caught.value.entry == "image"
+    assert "cannot be read as an image" in caught.value.problem
+
+
+def test_a_data_error_survives_pickling():
+    error = pickle.loads(pickle.dumps(DataError("captions/cap.dress.val.json", "entry 3", "has no target")))
+    assert (error.file, error.entry, error.problem) == ("captions/cap.dress.val.json", "entry 3", "has no target")
 
 
 # ---- loss --------------------------------------------------------------------------------------
