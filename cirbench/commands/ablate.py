@@ -47,7 +47,8 @@ def data_size(
     steps: Steps = None, batch_size: BatchSize = None, seed: Seed = 0, threads: Threads = 1, device: Device = None,
     progress: Progress = True,
 ) -> None:
-    """FashionBLIP-2 stage 1 on nested fractions of the FACap-style set, evaluated on FashionIQ and
+    """FashionBLIP-2 stage 1 on nested fractions of the FACap-style set, each for the same number
+    of epochs (--steps is the full set's; a fraction gets its share), evaluated on FashionIQ and
     enhFashionIQ: the data-size curve (PNG, PDF; the paper's Figure 5) and its table, with the
     largest vs smallest fraction as a paired test.
 

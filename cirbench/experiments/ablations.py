@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cirbench.data.schema import DataError
-from cirbench.experiments.plan import FULL, FULL_STEPS, Question, Training
+from cirbench.experiments.plan import FULL, FULL_STEPS, Question, Training, fraction_training
 from cirbench.experiments.runner import BENCHMARKS, Log, run_trainings
 from cirbench.report.findings import PAPER_QUESTIONS
 from cirbench.report.paper_tables import DATA_SIZE, TABLE4, TABLE5, Layout, MeasuredRow
@@ -92,7 +92,8 @@ def _training(scale: Scale, key: str, recipe: str, stage: int, label: str, *, mo
 
 
 def data_size(fractions: Sequence[float], scale: Scale) -> Ablation:
-    """FashionBLIP-2 stage 1 on nested fractions of FACap (one seed: each subset holds the smaller ones)."""
+    """FashionBLIP-2 stage 1 on nested fractions of FACap (one seed: each subset holds the smaller
+    ones), each for the same number of epochs (``plan.fraction_steps``)."""
     fractions = sorted(fractions)
     trainings = tuple(_fraction_training(f, scale) for f in fractions)
     rows = tuple(MeasuredRow((f"{100 * f:g}%",), {c.key: t.label for c in DATA_SIZE.columns})
@@ -103,11 +104,9 @@ def data_size(fractions: Sequence[float], scale: Scale) -> Ablation:
 
 
 def _fraction_training(fraction: float, scale: Scale) -> Training:
-    stage1 = scale.recipes.fblip2_stage1
-    if fraction == 1:
-        return _training(scale, "fblip2_s1", stage1, 1, "FashionBLIP-2 (FACap only)")
-    return _training(scale, f"fblip2_s1_f{100 * fraction:g}", stage1, 1, f"FashionBLIP-2 ({100 * fraction:g}% of FACap)",
-                     overrides=(f"data.fraction={fraction}",))
+    """The demo's fraction trainings (same keys, same epochs per fraction), at this scale."""
+    return fraction_training(fraction, scale.s1_steps, scale.recipes.variant, scale.recipes.fblip2_stage1,
+                             (f"train.seed={scale.seed}",))
 
 
 # ---- components (Table 5) --------------------------------------------------------------------

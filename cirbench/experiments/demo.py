@@ -47,11 +47,33 @@ def write_reports(plan: Plan, results: Path, data: dict[str, Path], finals: dict
     if findings_text:
         (results / "findings.txt").write_text(findings_text + "\n")
         console.print(findings_text, markup=False, highlight=False)
+    _paper_tables(plan, tables, results / "tables", console)
     plots = _data_size_plot(plan, tables, labels, results / "plots")
     grid = _grid(plan, ranks, data, finals, results / "grids")
     report = write_html_report(results, results / "report.html", title=f"cirbench demo ({plan.name})")
     log(f"results: {results}/results.jsonl\ntables: {results / 'tables'}\nreport: {report}")
     return {"results": results, "report": report, "plots": plots, "grid": grid}
+
+
+def _paper_tables(plan: Plan, tables, out_dir: Path, console) -> None:
+    """The paper's Table 4 (FashionBLIP-2 rows) and the data-size table, where the plan trained
+    their models (the ablations' trainings share the demo's keys and labels); the full Table 5
+    needs CIR-only models: `cirbench ablate components`."""
+    from cirbench.experiments.ablations import Scale, data_size, pretraining
+    from cirbench.report.paper_tables import build_paper_table, to_rich, write_paper_table
+    from cirbench.report.tables import print_wide
+
+    keys = {t.key for t in plan.trainings}
+    scale = Scale("tiny", *(t.steps for t in plan.trainings if t.key in ("fblip2_s1", "fblip2_s2")))
+    fractions = [fraction for fraction, _ in plan.data_size]
+    for ablation in (pretraining(scale, ["fashionblip2"]), data_size(fractions, scale) if fractions else None):
+        if ablation is None or not {t.key for t in ablation.trainings} <= keys:
+            continue
+        table = build_paper_table(ablation.layout, ablation.rows, tables,
+                                  notes=["measured: the demo's tiny models on the synthetic world; reported: the "
+                                         "paper's (ViT-g, real data), so compare directions, not values"])
+        print_wide(to_rich(table), console)
+        write_paper_table(table, out_dir)
 
 
 def _findings(plan: Plan, ranks: list[dict], labels: dict[str, str]) -> str:

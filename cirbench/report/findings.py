@@ -5,10 +5,11 @@ averaged over categories (A - B, points), its 95% paired bootstrap interval and 
 p-value, all from ``cirbench.eval.metrics.paired_test`` over the per-query target ranks of
 ranks.jsonl. Runs evaluated on other queries (or under another protocol) are refused.
 
-The verdict is read off the numbers at the 5% level, per K and overall (``better`` / ``worse``
-when some K differs significantly one way and none the other, ``mixed`` when both, else no
-significant difference). No correction for testing several K is applied; the per-K lines show
-every p-value, so a reader can apply one.
+The verdict is read off the numbers at the 5% level, per K (uncorrected, as each line says) and
+overall: ``better`` / ``worse`` when some K differs significantly one way and none the other,
+``mixed`` when both, else no significant difference, where "significantly" for the overall verdict
+is after Holm's correction over the K tested (R@10 and R@50 are two looks at the same queries).
+Several findings are not corrected against each other; every p-value is printed.
 """
 
 from __future__ import annotations
@@ -48,11 +49,22 @@ class Finding:
 
     @property
     def verdict(self) -> str:
-        """A versus B over all K: better, worse, mixed, or no significant difference."""
-        words = {verdict_of(test) for test in self.tests}
+        """A versus B over all K (Holm-corrected): better, worse, mixed, or no significant difference."""
+        words = {verdict_of(test) for test in holm_significant(self.tests)}
         if {"better", "worse"} <= words:
             return "mixed"
         return next((word for word in ("better", "worse") if word in words), NO_DIFFERENCE)
+
+
+def holm_significant(tests: Sequence[PairedTest], alpha: float = ALPHA) -> list[PairedTest]:
+    """The tests rejected by Holm's step-down procedure at family-wise level ``alpha``."""
+    ordered = sorted(tests, key=lambda test: test.p_value)
+    rejected = []
+    for position, test in enumerate(ordered):
+        if test.p_value >= alpha / (len(ordered) - position):
+            break
+        rejected.append(test)
+    return rejected
 
 
 def verdict_of(test: PairedTest) -> str:
@@ -154,7 +166,8 @@ def _format_one(finding: Finding) -> str:
         f"  B: {finding.run_b}",
     ]
     lines += [_format_test(test) for test in finding.tests]
-    lines.append(f"  verdict: A vs B: {finding.verdict}")
+    lines.append(f"  verdict (Holm-corrected over R@{', R@'.join(str(t.k) for t in finding.tests)}): "
+                 f"A vs B: {finding.verdict}")
     return "\n".join(lines)
 
 

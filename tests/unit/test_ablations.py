@@ -11,11 +11,11 @@ import pytest
 from cirbench.config import REPO_RECIPES
 from cirbench.data.schema import DataError
 from cirbench.experiments import ablations
-from cirbench.experiments.ablations import RECIPE_SETS, Scale
+from cirbench.experiments.ablations import DEFAULT_STEPS, RECIPE_SETS, Scale
 from cirbench.experiments.plan import FULL
 from cirbench.experiments.runner import resolved_recipe
 
-TINY = Scale("tiny", 40, 60)
+TINY = Scale("tiny", *DEFAULT_STEPS["tiny"])  # the demo's lengths
 DATA = {name: Path(f"/data/{name}") for name in ("facap", "fashioniq", "enhfashioniq")}
 
 
@@ -62,6 +62,8 @@ def test_data_size_subsets_are_nested_fractions_of_one_seed():
     ablation = ablations.data_size([1.0, 0.1, 0.5], Scale("tiny", 40, 60, seed=3))
     fractions = [recipe_of(ablation, t.key)["data"].get("fraction", 1.0) for t in ablation.trainings]
     assert fractions == [0.1, 0.5, 1.0]
+    # the same epochs on every fraction: a fraction gets its share of the full set's steps
+    assert [recipe_of(ablation, t.key)["train"]["steps"] for t in ablation.trainings] == [4, 20, 40]
     assert {recipe_of(ablation, t.key)["train"]["seed"] for t in ablation.trainings} == {3}
     assert [row.settings for row in ablation.rows] == [("10%",), ("50%",), ("100%",)]
     (question,) = ablation.questions

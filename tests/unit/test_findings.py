@@ -7,8 +7,9 @@ import random
 import pytest
 from report_fixtures import CATEGORIES, eval_result, hit_ranks
 
-from cirbench.eval.metrics import ComparisonError
+from cirbench.eval.metrics import ComparisonError, PairedTest
 from cirbench.report.findings import (
+    Finding,
     NO_DIFFERENCE,
     PAPER_QUESTIONS,
     findings_between_labels,
@@ -104,11 +105,11 @@ def test_format_prints_each_question_with_its_numbers_whichever_way_it_goes():
     text = format_findings([better, worse, extra])
     blocks = text.strip().split("\n\n")
     assert [b.splitlines()[0].split(" — ")[0].split(":")[0] for b in blocks] == [*PAPER_QUESTIONS, "my own question"]
-    assert "verdict: A vs B: worse" in blocks[0] and "difference -50.00 points" in blocks[0]
+    assert "verdict (Holm-corrected over R@10, R@50): A vs B: worse" in blocks[0] and "difference -50.00 points" in blocks[0]
     assert "p < 0.001" in blocks[0] and "(run a)" in blocks[0]
     assert blocks[1] == f"{PAPER_QUESTIONS[1]}: not measured in this run"
-    assert "verdict: A vs B: better" in blocks[3] and "difference +50.00 points" in blocks[3]
-    assert f"verdict: A vs B: {NO_DIFFERENCE}" in blocks[4] and "p = 1.000" in blocks[4]
+    assert "verdict (Holm-corrected over R@10, R@50): A vs B: better" in blocks[3] and "difference +50.00 points" in blocks[3]
+    assert f"verdict (Holm-corrected over R@10, R@50): A vs B: {NO_DIFFERENCE}" in blocks[4] and "p = 1.000" in blocks[4]
 
 
 def test_findings_between_labels_use_each_labels_newest_run_and_name_it():
@@ -127,3 +128,17 @@ def test_format_findings_answers_only_the_questions_asked():
     blocks = format_findings([finding], questions=(PAPER_QUESTIONS[1], "CIR+CTR vs CIR only")).strip().split("\n\n")
     assert len(blocks) == 2 and blocks[0].startswith(PAPER_QUESTIONS[1] + " — ")
     assert blocks[1] == "CIR+CTR vs CIR only: not measured in this run"
+
+
+def test_the_overall_verdict_is_holm_corrected_over_k():
+    def test(k, p, difference=2.0):
+        return PairedTest(k=k, n_queries=600, recall_a=50 + difference, recall_b=50, difference=difference,
+                          ci_low=0.1, ci_high=4.0, p_value=p, a_only=30, b_only=18)
+
+    def verdict(*tests):
+        return Finding("q", "a", "b", "fashioniq", "val", "fashioniq/v1", tests).verdict
+
+    assert verdict(test(10, 0.03), test(50, 0.04)) == NO_DIFFERENCE  # 0.03 >= 0.05 / 2
+    assert verdict(test(10, 0.02), test(50, 0.04)) == "better"  # 0.02 < 0.025, then 0.04 < 0.05
+    assert verdict(test(10, 0.02), test(50, 0.04, difference=-2.0)) == "mixed"
+    assert verdict(test(10, 0.02), test(50, 0.30, difference=-2.0)) == "better"
