@@ -34,6 +34,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("models")(models)
     app.command("eval")(eval_model)
     app.command("table")(table)
+    app.command("report")(report)
     app.command("compare")(compare)
     bench_app.command("eval")(bench_eval)
 
@@ -254,6 +255,28 @@ def table(
     if out:
         written = write_tables(tables, out, ci=ci)
         _console(stderr=True).print(f"wrote {len(written)} files to {out}", markup=False)
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def report(
+    results: Path = typer.Argument(..., help="A results folder (results.jsonl, ranks.jsonl, tables/, plots/, grids/)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The HTML file (default: RESULTS/report.html)."),
+    title: str = typer.Option("cirbench results", "--title"),
+    reported: bool = typer.Option(False, "--reported", help="Add the paper's printed Table-3 rows, marked 'reported'."),
+) -> None:
+    """One self-contained HTML page for a results folder: its Table-3 tables with intervals, every
+    other table under tables/ (Tables 4 and 5, data size), the paired findings, plots and grids
+    (images embedded), and where the numbers come from.
+
+    Example: cirbench report runs/ablate/results --title "FACap ablations"
+    """
+    from cirbench.report.html import write_html_report
+
+    with user_errors():
+        path = write_html_report(results, out or Path(results) / "report.html", title=title, reported=reported)
+    _console().print(f"report: {path}", markup=False)
 
 
 # ---- compare ---------------------------------------------------------------------------------

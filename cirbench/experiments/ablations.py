@@ -277,7 +277,11 @@ def write_ablation_reports(ablation: Ablation, results: Path, *, notes: Sequence
         written["findings"] = results / f"findings_{ablation.layout.name}.txt"
         written["findings"].write_text(findings)
         console.print(findings, markup=False, highlight=False)
-    log(f"results: {results}/results.jsonl\ntables: {results / 'tables'}/{ablation.layout.name}.*")
+    from cirbench.report.html import write_html_report
+
+    written["report"] = write_html_report(results, results / "report.html", title=f"cirbench ablations ({results})")
+    log(f"results: {results}/results.jsonl\ntables: {results / 'tables'}/{ablation.layout.name}.*\n"
+        f"report: {written['report']}")
     return written
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROVENANCE_FILES = ("command.txt",)
-FINDINGS_FILE = "findings.txt"
+FINDINGS_GLOB = "findings*.txt"  # the demo's findings.txt, the ablations' findings_<table>.txt
 IMAGE_FOLDERS = (("plots", "Plots"), ("grids", "Qualitative grids"))
 PROVENANCE_FIELDS = ("git_commit", "package_version", "protocol", "run_id", "device", "seed")
 
@@ -72,7 +72,7 @@ def write_html_report(
     sections = [
         _tables_section(tables),
         _other_tables_section(results_dir / "tables", {t.slug for t in tables}),
-        _findings_section(results_dir / FINDINGS_FILE),
+        _findings_section(sorted(results_dir.glob(FINDINGS_GLOB))),
         *(_images_section(heading, _pngs_under(results_dir / folder), results_dir) for folder, heading in IMAGE_FOLDERS),
         _images_section("Other images", [Path(p) for p in extra_images], results_dir),
         _provenance_section(records, results_dir),
@@ -229,10 +229,11 @@ def _pngs_under(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.png"))
 
 
-def _findings_section(path: Path) -> str:
-    if not path.is_file():
+def _findings_section(paths: Sequence[Path]) -> str:
+    if not paths:
         return ""
-    return f"<h2>Findings (paired tests)</h2>\n<pre>{_esc(path.read_text(encoding='utf-8'))}</pre>"
+    text = "\n".join(path.read_text(encoding="utf-8") for path in paths)
+    return f"<h2>Findings (paired tests)</h2>\n<pre>{_esc(text)}</pre>"
 
 
 def _images_section(heading: str, paths: Sequence[Path], results_dir: Path) -> str:

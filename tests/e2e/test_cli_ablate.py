@@ -71,6 +71,8 @@ def test_three_ablations_share_one_run_folder_and_report_in_the_paper_layouts(ti
     assert {r["source"] for r in rows if r["model"] == "UniFashion"} == {"reported"}
     assert "training fblip2_s2:" not in pretrain.output and "reused: fblip2_s2\n" in pretrain.output
     assert "Table 4" in pretrain.output and "87.93" in pretrain.output
+    page = (out / "results" / "report.html").read_text()  # one page for the shared run folder
+    assert "Table 4" in page and "Table 5" in page and "CIR+CTR vs CIR only" in page and "FACap pre-training" in page
 
     changed = ablate("data-size", tiny_world, out, "--fractions", "1.0", "--steps", "3")
     assert changed.exit_code == 1 and "differs in: train.steps" in changed.output

@@ -57,7 +57,20 @@ def fake_eval(cli, *extra: str, out: str = "run") -> str:
     return cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", out, *extra)
 
 
-@pytest.mark.parametrize("command", [["models"], ["eval"], ["table"], ["compare"], ["bench", "eval"]])
+def _every_command() -> list[list[str]]:
+    """Every leaf command of the CLI, groups walked (bench, ablate, ...)."""
+    import typer.main
+
+    def walk(command, path):
+        children = getattr(command, "commands", None)
+        if not children:
+            return [path]
+        return [leaf for name, child in sorted(children.items()) for leaf in walk(child, [*path, name])]
+
+    return walk(typer.main.get_command(app), [])
+
+
+@pytest.mark.parametrize("command", _every_command(), ids=" ".join)
 def test_every_command_has_help_with_an_example(cli, command):
     output = cli(*command, "--help")
     assert "Example: cirbench " + command[0] in " ".join(output.split())

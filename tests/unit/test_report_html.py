@@ -129,3 +129,18 @@ def test_report_screenshot_in_headless_chromium_shows_the_table_and_images(resul
     table_area = pixels[rows.min() : rows.max() + 60, columns.min() : columns.max() + 1]
     assert len(np.unique(table_area.reshape(-1, 3), axis=0)) > 20, "the table area is blank"  # text, borders
     assert np.all(pixels == MAGENTA, axis=-1).sum() >= 0.9 * 300 * 200, "the inlined plot is not visible"
+
+
+def test_report_command_writes_the_page_of_any_results_folder(results_dir):
+    from typer.testing import CliRunner
+
+    from cirbench.cli import app
+
+    (results_dir / "findings_table5_components.txt").write_text("CIR+CTR vs CIR only: no significant difference\n")
+    result = CliRunner().invoke(app, ["report", str(results_dir), "--title", "ablations"])
+    assert result.exit_code == 0, result.output
+    page = (results_dir / "report.html").read_text()
+    assert "<title>ablations</title>" in page or ">ablations<" in page
+    assert "adapters vs none: A &lt;better&gt;" in page and "CIR+CTR vs CIR only" in page  # every findings file
+    missing = CliRunner().invoke(app, ["report", str(results_dir / "nope")])
+    assert missing.exit_code != 0 and "no such results folder" in missing.output
