@@ -79,6 +79,7 @@ def evaluate_all(
 
     protocol = get_protocol(protocol_id)
     errors = []
+    done = _finished(out)
     splits_cache: dict[BenchmarkEntry, list] = {}
     for model_entry in models:
         model = None
@@ -87,10 +88,12 @@ def evaluate_all(
                 if bench not in splits_cache:
                     splits_cache[bench] = DATASETS.get(bench.dataset)(bench.root, split=bench.split)
                 model = model or _build(model_entry, device)
-                if _already_done(out, model_entry, model.checkpoint_hash(), bench, protocol.id):
+                key = (model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id)
+                if key in done:
                     log(f"reused: {model_entry.label} on {bench.dataset}")
                     continue
                 _evaluate_one(model, model_entry, splits_cache[bench], protocol, out, cache_dir, device, seed, batch_size, progress)
+                done.add(key)
                 log(f"evaluated: {model_entry.label} on {bench.dataset}")
             except Exception as exc:  # one failing model must not hide the others: record it
                 errors.append(_error_row(model_entry, bench, protocol.id, exc))
@@ -105,16 +108,14 @@ def _build(entry: ModelEntry, device: str):
     return build_model(entry.spec, checkpoint=entry.checkpoint).to(device)
 
 
-def _already_done(out: Path, entry: ModelEntry, checkpoint_hash: str, bench: BenchmarkEntry, protocol: str) -> bool:
+def _finished(out: Path) -> set[tuple]:
+    """(label, checkpoint hash, dataset, split, protocol) of every evaluation already in ``out``, read once."""
     from cirbench.results import RESULTS_FILE, read_records
 
     if not (Path(out) / RESULTS_FILE).is_file():
-        return False
-    return any(
-        r.get("label") == entry.label and r["checkpoint_hash"] == checkpoint_hash and r["dataset"] == bench.dataset
-        and r["split"] == bench.split and r["protocol"] == protocol
-        for r in read_records([Path(out) / RESULTS_FILE])
-    )
+        return set()
+    return {(r.get("label"), r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"])
+            for r in read_records([Path(out) / RESULTS_FILE])}
 
 
 def _evaluate_one(model, entry: ModelEntry, splits, protocol, out: Path, cache_dir, device, seed, batch_size, progress) -> None:

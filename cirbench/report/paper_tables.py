@@ -27,10 +27,10 @@ from cirbench.report.tables import (
     REPORTED_TABLE3,
     Cell,
     Table,
-    _csv_float,
-    _csv_number,
-    _md_line,
-    _tex,
+    csv_float,
+    csv_number,
+    md_line,
+    tex_escape,
 )
 
 REPORTED_DIR = REPORTED_TABLE3.parent
@@ -264,9 +264,9 @@ def _rich_text(table: PaperTable, *, ci: bool = True) -> str:
 
 def to_markdown(table: PaperTable, *, ci: bool = True) -> str:
     n_text = len(table.layout.settings) + 1
-    lines = [f"### {table.layout.title}", "", _md_line(_headers(table)),
-             _md_line(["---"] * n_text + ["---:"] * len(table.layout.columns))]
-    lines += [_md_line(_texts(table, row, ci)) for row in table.rows]
+    lines = [f"### {table.layout.title}", "", md_line(_headers(table)),
+             md_line(["---"] * n_text + ["---:"] * len(table.layout.columns))]
+    lines += [md_line(_texts(table, row, ci)) for row in table.rows]
     lines += [""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -281,8 +281,8 @@ def to_csv(table: PaperTable, *, ci: bool = True) -> str:
     writer.writerow(header)
     for row in table.rows:
         cells = [row.cells.get(key, Cell(None)) for key in keys]
-        line = [*row.settings, row.source, *(_csv_number(c) for c in cells)]
-        line += [_csv_float(v) for c in cells for v in (c.ci_low, c.ci_high)] if ci else []
+        line = [*row.settings, row.source, *(csv_number(c) for c in cells)]
+        line += [csv_float(v) for c in cells for v in (c.ci_low, c.ci_high)] if ci else []
         writer.writerow(line)
     return out.getvalue()
 
@@ -291,14 +291,14 @@ def to_latex(table: PaperTable, *, ci: bool = True) -> str:
     """A booktabs tabular, notes below."""
     n_text, n_values = len(table.layout.settings) + 1, len(table.layout.columns)
     lines = [
-        f"% {_tex(table.layout.title)}",
+        f"% {tex_escape(table.layout.title)}",
         r"\begin{tabular}{" + "l" * n_text + "r" * n_values + "}",
         r"\toprule",
-        " & ".join(_tex(h) for h in _headers(table)) + r" \\",
+        " & ".join(tex_escape(h) for h in _headers(table)) + r" \\",
         r"\midrule",
     ]
-    lines += [" & ".join(_tex(t) for t in _texts(table, row, ci)) + r" \\" for row in table.rows]
+    lines += [" & ".join(tex_escape(t) for t in _texts(table, row, ci)) + r" \\" for row in table.rows]
     lines.append(r"\bottomrule")
-    lines += [rf"\multicolumn{{{n_text + n_values}}}{{l}}{{\footnotesize {_tex(note)}}} \\" for note in table.notes]
+    lines += [rf"\multicolumn{{{n_text + n_values}}}{{l}}{{\footnotesize {tex_escape(note)}}} \\" for note in table.notes]
     lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"

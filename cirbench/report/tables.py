@@ -333,13 +333,13 @@ def _cell_texts(table: Table, row: Row, ci: bool) -> list[str]:
 
 def to_markdown(table: Table, *, ci: bool = False) -> str:
     headers = ["model", "source", *(table.column_header(k) for k in table.column_keys())]
-    lines = [f"### {table.title}", "", _md_line(headers), _md_line(["---", "---"] + ["---:"] * (len(headers) - 2))]
-    lines += [_md_line([row.label, row.origin, *_cell_texts(table, row, ci)]) for row in table.rows]
+    lines = [f"### {table.title}", "", md_line(headers), md_line(["---", "---"] + ["---:"] * (len(headers) - 2))]
+    lines += [md_line([row.label, row.origin, *_cell_texts(table, row, ci)]) for row in table.rows]
     lines += [""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _md_line(cells: list[str]) -> str:
+def md_line(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
@@ -355,26 +355,26 @@ def to_csv(table: Table, *, ci: bool = False) -> str:
     for row in table.rows:
         cells = [row.cells.get(k, Cell(None)) for k in keys]
         line = [table.protocol, table.dataset, table.split, row.label, row.source, row.setting]
-        line += [_csv_number(c) for c in cells]
-        line += [_csv_float(v) for c in cells for v in (c.ci_low, c.ci_high)] if ci else []
+        line += [csv_number(c) for c in cells]
+        line += [csv_float(v) for c in cells for v in (c.ci_low, c.ci_high)] if ci else []
         line += [n for c in table.categories for n in row.counts.get(c, ("", ""))]
         line.append(" ".join(k for k, c in zip(keys, cells) if c.flagged))
         writer.writerow(line)
     return out.getvalue()
 
 
-def _csv_number(cell: Cell) -> str:
-    return cell.printed if cell.printed is not None else _csv_float(cell.value)
+def csv_number(cell: Cell) -> str:
+    return cell.printed if cell.printed is not None else csv_float(cell.value)
 
 
-def _csv_float(value: float | None) -> str:
+def csv_float(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
 LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
 
 
-def _tex(text: str) -> str:
+def tex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(c, c) for c in text).replace("—", "--").replace("†", r"$^\dagger$")
 
 
@@ -383,19 +383,19 @@ def to_latex(table: Table, *, ci: bool = False) -> str:
     groups = [*table.categories, "average"]
     widths = [len(table.ks)] * len(table.categories) + [len(table.ks) + 1]
     n_columns = 2 + sum(widths)
-    spans = " & ".join(rf"\multicolumn{{{w}}}{{c}}{{{_tex(g)}}}" for g, w in zip(groups, widths))
+    spans = " & ".join(rf"\multicolumn{{{w}}}{{c}}{{{tex_escape(g)}}}" for g, w in zip(groups, widths))
     sub = [f"R@{k}" for _ in table.categories for k in table.ks] + [f"R@{k}" for k in table.ks] + ["avg"]
     lines = [
-        f"% {_tex(table.title)}",
+        f"% {tex_escape(table.title)}",
         r"\begin{tabular}{ll" + "r" * sum(widths) + "}",
         r"\toprule",
         rf"Model & Source & {spans} \\",
         " & & " + " & ".join(sub) + r" \\",
         r"\midrule",
     ]
-    lines += [" & ".join(_tex(t) for t in [row.label, row.origin, *_cell_texts(table, row, ci)]) + r" \\" for row in table.rows]
+    lines += [" & ".join(tex_escape(t) for t in [row.label, row.origin, *_cell_texts(table, row, ci)]) + r" \\" for row in table.rows]
     lines.append(r"\bottomrule")
-    lines += [rf"\multicolumn{{{n_columns}}}{{l}}{{\footnotesize {_tex(note)}}} \\" for note in table.notes]
+    lines += [rf"\multicolumn{{{n_columns}}}{{l}}{{\footnotesize {tex_escape(note)}}} \\" for note in table.notes]
     lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
 
