@@ -154,6 +154,13 @@ def read_ranks(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return [row for path in siblings if path.is_file() for row in _read_jsonl(path, RANK_FIELDS)]
 
 
+def read_results_folder(folder: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Records, ranks and error rows of a run folder; all empty when it holds no results yet."""
+    if not any(Path(folder).rglob(RESULTS_FILE)):
+        return [], [], []
+    return read_records([folder]), read_ranks([folder]), read_errors([folder])
+
+
 def read_errors(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """The failed evaluations (errors.jsonl, written by ``evaluate_all``) beside each results file."""
     siblings = [f.with_name(ERRORS_FILE) for f in result_files(paths)]

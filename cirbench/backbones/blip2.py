@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import string
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +32,7 @@ from PIL import Image
 from torch import nn
 from transformers import AutoTokenizer, BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
 
+from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND, synth_backbone_dir  # noqa: F401 (public here too)
 from cirbench.train.losses import in_batch_contrastive
 
 BLIP2_HUB_NAME = "Salesforce/blip2-itm-vit-g"
@@ -41,7 +41,6 @@ BLIP2_MEAN = (0.48145466, 0.4578275, 0.40821073)
 BLIP2_STD = (0.26862954, 0.26130258, 0.27577711)
 
 SYNTH_BACKBONE_ENV = "CIRBENCH_SYNTH_BLIP2"
-SYNTH_BACKBONE_COMMAND = "cirbench synth-backbones --world WORLD_DIR"
 
 _SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _CHARACTERS = string.ascii_lowercase + string.digits
@@ -272,19 +271,7 @@ def tiny_blip2_backbone(seed: int = 0, words: Iterable[str] = (), image_size: in
 
 def resolve_synth_backbone_dir(override: str | Path | None = None) -> Path:
     """The pre-trained tiny backbone folder: ``override``, else ``$CIRBENCH_SYNTH_BLIP2``."""
-    location = override or os.environ.get(SYNTH_BACKBONE_ENV)
-    if not location:
-        raise FileNotFoundError(
-            f"no tiny BLIP-2 backbone for the synthetic world: set {SYNTH_BACKBONE_ENV} or pass "
-            f"backbone_dir=...; build one with `{SYNTH_BACKBONE_COMMAND}`"
-        )
-    directory = Path(location)
-    if not (directory / "config.json").is_file() or not (directory / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"{directory}: not a tiny BLIP-2 backbone folder (config.json + model.safetensors); "
-            f"build one with `{SYNTH_BACKBONE_COMMAND}`"
-        )
-    return directory
+    return synth_backbone_dir(override, SYNTH_BACKBONE_ENV, ("config.json", "model.safetensors"), "tiny BLIP-2 backbone")
 
 
 class _ImageTextContrast(nn.Module):

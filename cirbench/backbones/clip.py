@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -34,6 +33,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
+from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND, synth_backbone_dir  # noqa: F401 (public here too)
 from cirbench.train.losses import in_batch_contrastive
 from cirbench.train.schedule import Schedule
 
@@ -44,7 +44,6 @@ OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
 
 SYNTH_CLIP_ENV = "CIRBENCH_SYNTH_CLIP"
-SYNTH_BACKBONE_COMMAND = "cirbench synth-backbones --world WORLD_DIR"
 
 TARGETPAD_RATIO = 1.25
 
@@ -142,19 +141,7 @@ def tiny_clip(seed: int = 0) -> ClipBackbone:
 
 def resolve_synth_clip_dir(override: str | Path | None = None) -> Path:
     """The synthetic world's pre-trained tiny CLIP: ``override``, else ``$CIRBENCH_SYNTH_CLIP``."""
-    location = override or os.environ.get(SYNTH_CLIP_ENV)
-    if not location:
-        raise FileNotFoundError(
-            f"no tiny CLIP pre-trained on the synthetic world: set {SYNTH_CLIP_ENV} or pass "
-            f"backbone_dir=...; build one with `{SYNTH_BACKBONE_COMMAND}`"
-        )
-    directory = Path(location)
-    if not (directory / OPEN_CLIP_CONFIG).is_file() or not (directory / OPEN_CLIP_WEIGHTS).is_file():
-        raise FileNotFoundError(
-            f"{directory}: not a pre-trained CLIP folder ({OPEN_CLIP_CONFIG} + {OPEN_CLIP_WEIGHTS}); "
-            f"build one with `{SYNTH_BACKBONE_COMMAND}`"
-        )
-    return directory
+    return synth_backbone_dir(override, SYNTH_CLIP_ENV, (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS), "pre-trained CLIP")
 
 
 def backbone_for_variant(

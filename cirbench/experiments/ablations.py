@@ -263,9 +263,10 @@ def write_ablation_reports(ablation: Ablation, results: Path, *, notes: Sequence
         write_paper_table,
     )
     from cirbench.report.tables import build_tables, print_wide, write_tables
+    from cirbench.results import read_results_folder
 
-    records, ranks = _read_results(results)
-    tables = build_tables(records, ranks, ci=True, errors=_read_errors(results))
+    records, ranks, errors = read_results_folder(results)
+    tables = build_tables(records, ranks, ci=True, errors=errors)
     write_tables(tables, results / "tables", ci=True)
     paper = build_paper_table(ablation.layout, ablation.rows, tables, notes=notes)
     console = Console()
@@ -283,21 +284,6 @@ def write_ablation_reports(ablation: Ablation, results: Path, *, notes: Sequence
     log(f"results: {results}/results.jsonl\ntables: {results / 'tables'}/{ablation.layout.name}.*\n"
         f"report: {written['report']}")
     return written
-
-
-def _read_errors(results: Path) -> list[dict]:
-    from cirbench.results import RESULTS_FILE, read_errors
-
-    return read_errors([results]) if (results / RESULTS_FILE).is_file() else []
-
-
-def _read_results(results: Path) -> tuple[list[dict], list[dict]]:
-    """Records and ranks of the run folder; none when every evaluation failed."""
-    from cirbench.results import RESULTS_FILE, read_ranks, read_records
-
-    if not (results / RESULTS_FILE).is_file():
-        return [], []
-    return read_records([results]), read_ranks([results])
 
 
 def _curve(ablation: Ablation, tables, out_dir: Path) -> list[Path]:

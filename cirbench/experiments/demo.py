@@ -34,10 +34,10 @@ def write_reports(plan: Plan, results: Path, data: dict[str, Path], finals: dict
 
     from cirbench.report.html import write_html_report
     from cirbench.report.tables import build_tables, print_wide, to_rich, write_tables
-    from cirbench.results import read_errors, read_ranks, read_records
+    from cirbench.results import read_results_folder
 
-    records, ranks = read_records([results]), read_ranks([results])
-    tables = build_tables(records, ranks, ci=True, errors=read_errors([results]))
+    records, ranks, errors = read_results_folder(results)
+    tables = build_tables(records, ranks, ci=True, errors=errors)
     console = Console()
     for table in tables:
         print_wide(to_rich(table, ci=False), console)

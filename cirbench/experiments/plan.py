@@ -61,7 +61,6 @@ def _baselines(steps: dict[str, int]) -> list[Training]:
 
 
 def _ablations(steps: dict[str, int]) -> list[Training]:
-    s1 = "fashionblip2/stage1_facap_tiny.yaml"
     return [
         Training("fblip2_s2_nopre", "fashionblip2:synth_tiny", "fashionblip2/stage2_fashioniq_tiny.yaml", "fashioniq",
                  steps["s2"], overrides=("model.init_from=null",), label="FashionBLIP-2 (FIQ only, no FACap)"),

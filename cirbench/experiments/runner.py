@@ -157,24 +157,14 @@ def resolved_recipe(training: Training, data: dict[str, Path], out: Path, batch_
 
 def _check_same_recipe(run_dir: Path, config: dict[str, Any]) -> None:
     """A finished model is reused only if the same resolved recipe made it (e.g. not after --steps changed)."""
-    from cirbench.config import config_hash
+    from cirbench.config import changed_keys, config_hash
 
     made_by = json.loads((run_dir / "final" / "config.json").read_text()).get("config_hash")
     if made_by == config_hash(config):
         return
     recipe_file = run_dir / "recipe.json"
     old = json.loads(recipe_file.read_text()) if recipe_file.is_file() else {}
-    changed = ", ".join(_changed_keys(old, json.loads(json.dumps(config, default=str)))) or "unknown keys"
+    changed = ", ".join(changed_keys(old, json.loads(json.dumps(config, default=str)))) or "unknown keys"
     raise DataError(run_dir, "final", f"was trained from another recipe (differs in: {changed}); "
                     "use another --out, or delete this folder to train it again")
 
-
-def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed += _changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changed.append(f"{prefix}{key}")
-    return changed

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from cirbench.data.schema import DataError
+from cirbench.results import read_results_folder
 
 if TYPE_CHECKING:
     from cirbench.report.tables import Row, Table
@@ -67,7 +68,7 @@ def write_html_report(
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise DataError(results_dir, "report", "no such results folder")
-    records, ranks, errors = _read_results(results_dir)
+    records, ranks, errors = read_results_folder(results_dir)
     tables = _build_tables(records, ranks, errors, reported)
     sections = [
         _tables_section(tables),
@@ -79,14 +80,6 @@ def write_html_report(
     ]
     page = _page(title, [s for s in sections if s])
     return _write_atomically(Path(out_path), page)
-
-
-def _read_results(results_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
-    from cirbench.results import RESULTS_FILE, read_errors, read_ranks, read_records
-
-    if not any(results_dir.rglob(RESULTS_FILE)):
-        return [], [], []
-    return read_records([results_dir]), read_ranks([results_dir]), read_errors([results_dir])
 
 
 def _build_tables(records: list[dict], ranks: list[dict], errors: list[dict], reported: bool) -> list["Table"]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cirbench.config import config_hash
+from cirbench.config import changed_keys, config_hash
 from cirbench.data.schema import DataError
 from cirbench.train import distributed
 from cirbench.train.checkpoint import (
@@ -226,7 +226,7 @@ def _start_step(run_dir: Path, model: nn.Module, optimizer, config: dict, resume
     if trainer["config_hash"] != config_hash(config):
         raise DataError(checkpoint / "trainer.json", "config_hash",
                         "this checkpoint was made with another recipe (or other --set values); "
-                        f"differs in: {', '.join(_differences(trainer['config'], config)) or 'unknown'}")
+                        f"differs in: {', '.join(changed_keys(trainer['config'], config)) or 'unknown'}")
     random.setstate(_tuples(trainer["rng"]["python"]))
     np.random.set_state(tuple(trainer["rng"]["numpy"]))
     return int(trainer["step"])
@@ -421,15 +421,3 @@ def _tuples(value: Any) -> Any:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: asdict(v) if hasattr(v, "__dataclass_fields__") else str(v)))
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new))
-    out: list[str] = []
-    for key in keys:
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}")
-    return out
