@@ -209,6 +209,14 @@ class Blip2Backbone(nn.Module):
             attention_mask=_with_prefix_mask(tokens["attention_mask"], prefix_length),
         ).last_hidden_state
 
+    def itc_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Image-text contrast space: the 32 query outputs projected and normalised [B, Q, E]."""
+        return F.normalize(self.blip.vision_projection(self.query_image(self.encode_image(pixel_values))), dim=-1)
+
+    def itc_text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Image-text contrast space: the text-only pass's [CLS] projected and normalised [B, E]."""
+        return F.normalize(self.blip.text_projection(self.text_with_prefix(None, tokens)[:, 0]), dim=-1)
+
     def save_pretrained(self, directory: str | Path, *, weights: bool = True) -> None:
         """config.json (+ model.safetensors when ``weights``) and the tokenizer files."""
         directory = Path(directory)
@@ -284,12 +292,8 @@ class _ImageTextContrast(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def forward(self, pixel_values: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
-        blip = self.backbone.blip
-        image_tokens = self.backbone.query_image(self.backbone.encode_image(pixel_values))
-        image_feats = F.normalize(blip.vision_projection(image_tokens), dim=-1)
-        tokens = self.backbone.tokenize(captions, self.max_text_len)
-        text_cls = self.backbone.text_with_prefix(None, tokens)[:, 0]
-        text_feats = F.normalize(blip.text_projection(text_cls), dim=-1)
+        image_feats = self.backbone.itc_image_features(pixel_values)
+        text_feats = self.backbone.itc_text_features(self.backbone.tokenize(captions, self.max_text_len))
         scale = self.logit_scale.clamp(max=math.log(100)).exp()
 
         def image_to_text(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:

@@ -65,7 +65,7 @@ def synth_stats(
     """Compare the FashionIQ-like vague texts of a world with detailed (FACap-like) texts of the
     same pairs: length, vocabulary, share of true attribute changes stated, share of false
     claims, and the Recall@1 and @10 an attribute oracle (true attributes of every image, claims
-    read from the text) reaches with each kind of text.
+    read from the text) reaches with each kind of text, and without any text.
 
     Example: cirbench synth-stats world
     """
@@ -97,8 +97,9 @@ def synth_stats(
     for label, key, fmt in rows:
         table.add_row(label, fmt.format(stats["vague"][key]), fmt.format(stats["detailed"][key]))
     Console().print(table)
-
-
+    image_only = stats["image_only"]
+    typer.echo(f"attribute oracle without text (image similarity alone), val: Recall@1 "
+               f"{image_only['oracle_recall_at_1']:.1f}, Recall@10 {image_only['oracle_recall_at_10']:.1f}")
 
 
 def synth_backbones(
@@ -142,7 +143,61 @@ def synth_backbones(
         typer.echo(f"{name}: {folder}")
 
 
+def synth_probe(
+    world: Annotated[Path, typer.Option("--world", help="A folder written by cirbench synth, with backbones/.")],
+    backbone: Annotated[str, typer.Option(help="blip2, clip, or both.")] = "both",
+    split: Annotated[str, typer.Option(help="FashionIQ-like split whose images are probed.")] = "val",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")] = 1,
+) -> None:
+    """Which attributes the world's tiny backbones see: every FashionIQ-like image's detailed
+    caption retrieves among its category's images; per backbone, how often the top image has
+    exactly the caption's attributes, and per attribute how often it agrees, beside chance.
+    An attribute near chance cannot be followed by any CIR model on that backbone.
+
+    Example: cirbench synth-probe --world world --backbone blip2
+    """
+    from dataclasses import asdict
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from cirbench.commands.core import user_errors
+    from cirbench.data.schema import DataError
+    from cirbench.synth.backbones import backbone_dirs
+    from cirbench.synth.probe import backbone_scorer, probe_attributes
+
+    torch.set_num_threads(threads)
+    kinds = ["blip2", "clip"] if backbone == "both" else [backbone]
+    with user_errors():
+        if not set(kinds) <= {"blip2", "clip"}:
+            raise DataError("--backbone", backbone, "expected blip2, clip or both")
+        probes = []
+        for kind in kinds:
+            folder = backbone_dirs(world)[kind]
+            if not folder.is_dir():
+                raise DataError(folder, kind, "no pre-trained backbone here; run `cirbench synth-backbones --world "
+                                f"{world}` first")
+            probes.append(probe_attributes(world, backbone_scorer(kind, folder), f"tiny {kind}", split))
+    if as_json:
+        typer.echo(json.dumps([asdict(p) for p in probes], indent=1))
+        return
+    table = Table(title=f"detailed caption -> image, {probes[0].captions} {split} images of {world}")
+    table.add_column("measure")
+    for probe in probes:
+        table.add_column(probe.backbone, justify="right")
+    table.add_column("chance", justify="right")
+    table.add_row("exact attributes, Recall@1", *(f"{p.exact_at_1:.1f}" for p in probes), "")
+    table.add_row("exact attributes, Recall@10", *(f"{p.exact_at_10:.1f}" for p in probes), "")
+    for attribute, chance in probes[0].chance.items():
+        table.add_row(f"top image's {attribute} agrees (%)", *(f"{p.agreement[attribute]:.1f}" for p in probes),
+                      f"{chance:.1f}")
+    Console().print(table)
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("synth-stats")(synth_stats)
     app.command("synth-backbones")(synth_backbones)
+    app.command("synth-probe")(synth_probe)

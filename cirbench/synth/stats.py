@@ -4,7 +4,8 @@ For each kind of text: average length in words, vocabulary size, the share of gr
 attribute changes the pair's texts state correctly (recall), the share of attribute claims that
 are false (wrong colour names, backwards comparisons), and an attribute-oracle Recall@10 on the
 val galleries: a ranker that sees every image's true attributes and the claims read from the
-text. The oracle is the ceiling a perfect image model could reach with those texts.
+text. The oracle is the ceiling a perfect image model could reach with those texts; the same
+oracle without text (image similarity alone) shows how much of that a text-blind model gets.
 """
 
 from __future__ import annotations
@@ -121,10 +122,19 @@ def text_stats(pairs: list[Pair], kind: str) -> TextStats:
     )
 
 
+def image_only_oracle(pairs: list[Pair]) -> dict[str, float]:
+    """The attribute oracle without any text (val pairs): candidates ranked by how many attributes
+    they share with the reference. The share of the headroom image similarity alone takes."""
+    rates = [oracle_hit_rates([], pair) for pair in pairs if pair.split == "val"]
+    return {f"oracle_recall_at_{k}": 100.0 * sum(r[i] for r in rates) / max(1, len(rates))
+            for i, k in enumerate(ORACLE_KS)}
+
+
 def world_text_stats(world_dir: Path) -> dict:
     pairs = load_pairs(world_dir)
     return {
         "pairs": len(pairs),
         "vague": asdict(text_stats(pairs, "vague")),
         "detailed": asdict(text_stats(pairs, "detailed")),
+        "image_only": image_only_oracle(pairs),
     }

@@ -80,8 +80,9 @@ def test_stats_as_json_and_table(world):
     assert result.exit_code == 0, result.output
     stats = json.loads(result.output)
     assert stats["vague"]["mean_words"] < stats["detailed"]["mean_words"]
+    assert stats["image_only"]["oracle_recall_at_1"] <= stats["vague"]["oracle_recall_at_1"]
     table = runner.invoke(app, ["synth-stats", str(world)])
-    assert table.exit_code == 0 and "vocabulary" in table.output
+    assert table.exit_code == 0 and "vocabulary" in table.output and "without text" in table.output
 
 
 @pytest.mark.parametrize("command", ["synth", "synth-stats"])
