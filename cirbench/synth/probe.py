@@ -13,7 +13,6 @@ checked with an oracle scorer in the tests and applied to the real backbones by 
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,10 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cirbench.data.fashioniq import read_split_file, split_path
 from cirbench.data.schema import DataError
 from cirbench.synth.attributes import ATTRIBUTES, Garment
 from cirbench.synth.text import detailed_caption
-from cirbench.synth.world import FASHIONIQ_CATEGORIES, garment_of, load_ground_truth, read_manifest, stable_seed
+from cirbench.synth.world import (
+    FASHIONIQ_CATEGORIES,
+    garment_of,
+    load_ground_truth,
+    read_manifest,
+    stable_seed,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -60,12 +66,12 @@ def probe_images(world_dir: Path, split: str = "val") -> list[ProbeImages]:
                 for r in load_ground_truth(world_dir) if r["source"] == "fashioniq"}
     groups = []
     for category in FASHIONIQ_CATEGORIES:
-        split_file = world_dir / "fashioniq" / "image_splits" / f"split.{category}.{split}.json"
-        try:
-            ids = json.loads(split_file.read_text())
-            items = [garments[i] for i in ids]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise DataError(split_file, f"{category}/{split}", f"cannot read the image split: {exc}") from None
+        split_file = split_path(world_dir / "fashioniq", category, split)
+        ids = read_split_file(split_file)
+        unknown = [i for i in ids if i not in garments]
+        if unknown:
+            raise DataError(split_file, unknown[0], "image id not in the world's ground truth")
+        items = [garments[i] for i in ids]
         captions = [detailed_caption(g, random.Random(stable_seed(seed, "probe", str(p)))) for p, g in items]
         groups.append(ProbeImages(category, [p for p, _ in items], [g for _, g in items], captions))
     return groups
