@@ -104,14 +104,14 @@ def synth_stats(
 
 def synth_backbones(
     world: Annotated[Path, typer.Option("--world", help="A folder written by cirbench synth.")],
-    steps: Annotated[int, typer.Option(help="Contrastive pre-training steps per backbone.")] = 300,
+    steps: Annotated[int, typer.Option(help="Pre-training steps per backbone.")] = 300,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     seed: Annotated[int, typer.Option()] = 0,
     ship: Annotated[bool, typer.Option("--ship", help="Maintainers: also store them in the package (float16).")] = False,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")] = 1,
 ) -> None:
-    """Pre-train the tiny CLIP and tiny BLIP-2 on the world's image-caption pairs (about a minute
-    each on two CPU cores) into WORLD/backbones/; the synth_tiny model variants use them. Reused
+    """Pre-train the tiny CLIP (contrast, ~3 min) and the tiny BLIP-2 (contrast + matching, ~12 min)
+    on the world's image-caption pairs into WORLD/backbones/; the synth_tiny model variants use them. Reused
     while the settings match. Point synth_tiny at them in a shell with
     CIRBENCH_SYNTH_CLIP=WORLD/backbones/clip and CIRBENCH_SYNTH_BLIP2=WORLD/backbones/blip2.
 
@@ -149,13 +149,22 @@ def synth_probe(
     split: Annotated[str, typer.Option(help="FashionIQ-like split whose images are probed.")] = "val",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")] = 1,
+    model: Annotated[str | None, typer.Option(help="Probe this CIR model instead: does it follow the words?")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="With --model: a trained model folder.")] = None,
+    references: Annotated[int, typer.Option(min=1, help="With --model: reference images per category.")] = 60,
 ) -> None:
     """Which attributes the world's tiny backbones see: every FashionIQ-like image's detailed
     caption retrieves among its category's images; per backbone, how often the top image has
     exactly the caption's attributes, and per attribute how often it agrees, beside chance.
     An attribute near chance cannot be followed by any CIR model on that backbone.
 
+    With --model: whether a CIR model follows the words. Each reference is composed with a short
+    instruction per attribute value ("is red"); per attribute, how often the top image (reference
+    left out) has the asked value, beside how often it has it when another value was asked.
+
     Example: cirbench synth-probe --world world --backbone blip2
+
+    Example: cirbench synth-probe --world world --model fashionblip2:synth_tiny --checkpoint runs/demo/train/fblip2_s2/final
     """
     from dataclasses import asdict
 
@@ -169,6 +178,9 @@ def synth_probe(
     from cirbench.synth.probe import backbone_scorer, probe_attributes
 
     torch.set_num_threads(threads)
+    if model is not None:
+        _follow_probe(world, model, checkpoint, split, references, as_json)
+        return
     kinds = ["blip2", "clip"] if backbone == "both" else [backbone]
     with user_errors():
         if not set(kinds) <= {"blip2", "clip"}:
@@ -193,6 +205,33 @@ def synth_probe(
     for attribute, chance in probes[0].chance.items():
         table.add_row(f"top image's {attribute} agrees (%)", *(f"{p.agreement[attribute]:.1f}" for p in probes),
                       f"{chance:.1f}")
+    Console().print(table)
+
+
+def _follow_probe(world: Path, spec: str, checkpoint: Path | None, split: str, references: int, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from cirbench.commands.core import user_errors
+    from cirbench.interface import build_model
+    from cirbench.synth.backbones import activate
+    from cirbench.synth.follow import follow_probe, model_ranker
+
+    with user_errors():
+        activate(world)  # synth_tiny variants read this world's backbones
+        cir_model = build_model(spec, checkpoint).eval()
+        probe = follow_probe(world, model_ranker(cir_model, world, split), spec, split, references)
+    if as_json:
+        typer.echo(json.dumps(asdict(probe), indent=1))
+        return
+    table = Table(title=f"{spec}{f' @ {checkpoint}' if checkpoint else ''}: short instructions, "
+                        f"{references} {split} references per category of {world}")
+    for column in ("attribute", "top image has the asked value (%)", "when another was asked (%)", "instructions"):
+        table.add_column(column, justify="left" if column == "attribute" else "right")
+    for attribute, followed in probe.followed.items():
+        table.add_row(attribute, f"{followed:.1f}", f"{probe.control[attribute]:.1f}", str(probe.queries[attribute]))
     Console().print(table)
 
 

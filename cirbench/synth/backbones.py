@@ -1,6 +1,7 @@
 """The synthetic world's pre-trained tiny backbones: a tiny CLIP (open_clip) and a tiny BLIP-2
-(transformers), pre-trained contrastively on the world's image-caption pairs, so that "a frozen
-pretrained encoder + adapters" means at small scale what it means at full scale.
+(transformers), pre-trained on the world's image-caption pairs (contrast; the BLIP-2 also with
+image-text matching, as in BLIP-2's own first stage), so that "a frozen pretrained encoder +
+adapters" means at small scale what it means at full scale.
 
 They are built by recipe (the settings below) into ``<world>/backbones/{clip,blip2}`` and reused
 while the settings match (``backbones.json``); ``activate`` points the ``synth_tiny`` variants at
@@ -38,6 +39,9 @@ class BackboneRecipe:
     image_size: int = 64
     lr: float = 1e-3  # CLIP
     blip2_lr: float = 5e-4  # 1e-3 collapsed the Q-Former's contrastive loss to log(batch) (measured)
+    # BLIP-2's image-text matching next to contrast: it trains the fused image + text pass that
+    # FashionBLIP-2 and SPRC query with. Without it that pass barely reads the text (measured).
+    blip2_matching: bool = True
     max_pairs: int = 4000  # the world's sources hold ~2.5k images at the default preset
     vocabulary: str = VOCABULARY_VERSION  # the tiny BLIP-2 tokenizer's word list (synth/vocabulary.py)
 
@@ -81,7 +85,8 @@ def ensure_backbones(
     pairs = image_caption_pairs(Path(world))[: recipe.max_pairs]
     builders = {"clip": pretrain_clip_backbone, "blip2": pretrain_blip2_backbone}
     # CLIP keeps open_clip's real BPE tokenizer; the tiny BLIP-2 one is built from the world's words.
-    extra = {"clip": {"lr": recipe.lr}, "blip2": {"lr": recipe.blip2_lr, "words": world_vocabulary(world)}}
+    extra = {"clip": {"lr": recipe.lr}, "blip2": {"lr": recipe.blip2_lr, "words": world_vocabulary(world),
+                                                                 "matching": recipe.blip2_matching}}
     for name, pretrain in builders.items():
         partial = dirs[name].with_name(dirs[name].name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)

@@ -213,6 +213,13 @@ def vague_caption(reference: Garment, target: Garment, rng: random.Random, vague
     return text + ("." if rng.random() < 0.15 else "")
 
 
+def instruction(attribute: str, value: str) -> str:
+    """The plainest annotator phrase asking for ``value`` ("is red", "has long sleeves")."""
+    if attribute == "colour":
+        return _COLOUR_FORMS[0].format(value)
+    return _VAGUE_VALUE[attribute][value][0]
+
+
 def vague_phrases() -> list[str]:
     """Every phrase a vague annotator text is made of (colours in every form), without typos."""
     from cirbench.synth.attributes import COLOURS

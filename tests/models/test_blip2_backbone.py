@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoTokenizer, BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
 
@@ -16,6 +16,7 @@ from cirbench.backbones.blip2 import (
     SYNTH_BACKBONE_COMMAND,
     SYNTH_BACKBONE_ENV,
     Blip2Backbone,
+    _Blip2Pretraining,
     blip2_backbone_skeleton,
     build_tiny_tokenizer,
     load_blip2_backbone,
@@ -99,11 +100,61 @@ def test_passes_match_the_retrieval_model_forward(backbone):
         itc = blip(pixel_values=images, **tokens)
         image_embeds = backbone.encode_image(images)
         fused = backbone.query_image_text(image_embeds, tokens)
-        image_feats = F.normalize(blip.vision_projection(backbone.query_image(image_embeds)), dim=-1)
-        text_feats = F.normalize(blip.text_projection(backbone.text_with_prefix(None, tokens)[:, 0]), dim=-1)
+        image_feats = backbone.itc_query_features(image_embeds)
+        text_feats = backbone.itc_text_features(tokens)
+        matching = backbone.itm_logits(image_embeds, tokens)
     assert torch.allclose(fused, itm.text_model_output.last_hidden_state, atol=1e-5)
+    assert torch.allclose(matching, itm.logits_per_image, atol=1e-5)
     assert torch.allclose(image_feats, itc.image_embeds, atol=1e-5)
     assert torch.allclose(text_feats, itc.text_embeds, atol=1e-5)
+
+
+def _recorded_matching_pairs(backbone, captions, similarity, hard_share, seed=0):
+    """Run the matching loss with a recording ITM head: (image index, caption index) of each scored pair."""
+    objective = _Blip2Pretraining(backbone, hard_share=hard_share)
+    image_embeds = torch.arange(len(captions), dtype=torch.float32).view(-1, 1, 1)  # row i holds i
+    tokens = {"input_ids": torch.arange(len(captions)).view(-1, 1), "attention_mask": torch.ones(len(captions), 1)}
+    seen = []
+
+    def itm_logits(images, texts):
+        seen.extend(zip(images[:, 0, 0].long().tolist(), texts["input_ids"][:, 0].tolist()))
+        return torch.zeros(len(images), 2, requires_grad=True)
+
+    torch.manual_seed(seed)
+    original, backbone.itm_logits = backbone.itm_logits, itm_logits
+    try:
+        loss = objective._matching_loss(image_embeds, tokens, similarity, captions)
+    finally:
+        backbone.itm_logits = original
+    return seen, loss
+
+
+def test_matching_scores_each_pair_against_negatives_with_other_captions(backbone):
+    captions = ["a red dress", "a red dress", "a blue dress", "a green dress"]
+    seen, loss = _recorded_matching_pairs(backbone, captions, torch.zeros(4, 4), hard_share=0.5)
+    batch = len(captions)
+    assert seen[:batch] == [(i, i) for i in range(batch)]  # the positives first
+    assert [image for image, _ in seen[2 * batch:]] == list(range(batch))  # each image with a negative text
+    assert [text for _, text in seen[batch:2 * batch]] == list(range(batch))  # each text with a negative image
+    for image, text in seen[batch:]:
+        assert captions[image] != captions[text]  # an identical caption is never a negative
+    assert math.isclose(loss.item(), math.log(2), rel_tol=1e-6)  # uninformative logits: log 2
+
+
+def test_matching_negatives_are_hard_or_uniform_by_share(backbone):
+    captions = [f"caption {i}" for i in range(6)]
+    similarity = torch.full((6, 6), -30.0)
+    similarity[:, 5] = similarity[5, :] = 30.0  # everyone's hardest negative is item 5 (item 5's: item 0)
+    similarity[5, 0] = similarity[0, 5] = 30.0
+    hard, _ = _recorded_matching_pairs(backbone, captions, similarity, hard_share=1.0)
+    assert {text for image, text in hard[12:] if image != 5} == {5}
+    uniform = [pair for seed in range(5) for pair in _recorded_matching_pairs(backbone, captions, similarity, 0.0, seed)[0][12:]]
+    assert len({text for image, text in uniform if image != 5}) >= 4  # spread over the others
+
+
+def test_matching_is_skipped_when_every_caption_is_the_same(backbone):
+    _, loss = _recorded_matching_pairs(backbone, ["a red dress"] * 3, torch.zeros(3, 3), hard_share=0.5)
+    assert loss.item() == 0.0
 
 
 def test_qformer_without_text_layers_is_rejected():
@@ -145,6 +196,7 @@ def test_pretrain_writes_a_backbone_that_synth_tiny_models_load(tmp_path, monkey
     )
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
     assert {"config.json", "model.safetensors", "tokenizer.json", "pretraining.json"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "pretraining.json").read_text())["objectives"] == ["itc", "itm"]
     loaded = load_blip2_backbone(out)
     assert (
         len(loaded.tokenizer("zigzag", add_special_tokens=False)["input_ids"]) == 1
