@@ -35,7 +35,7 @@ class RecipeSet:
     fblip2_stage1: str  # FACap, L_CIR + L_CTR, adapters, multi-head matching
     fblip2_cir_only: str  # the same with L_CIR only (Table 5's first three rows start here)
     fblip2_stage2: str  # FashionIQ fine-tuning, from a stage-1 model
-    sprc_facap: str | None  # SPRC pre-trained on FACap; None: no recipe at this size yet
+    sprc_facap: str  # SPRC pre-trained on FACap
     sprc_fashioniq: str
 
 
@@ -43,7 +43,7 @@ RECIPE_SETS = {
     "tiny": RecipeSet("synth_tiny", "fashionblip2/stage1_facap_tiny.yaml", "fashionblip2/ablations/cir_only_tiny.yaml",
                       "fashionblip2/stage2_fashioniq_tiny.yaml", "sprc/facap_pretrain_tiny.yaml", "sprc/fashioniq_tiny.yaml"),
     "vitg": RecipeSet("vitg", "fashionblip2/stage1_facap_vitg.yaml", "fashionblip2/ablations/cir_only_vitg.yaml",
-                      "fashionblip2/stage2_fashioniq_vitg.yaml", None, "sprc/fashioniq_vitg.yaml"),
+                      "fashionblip2/stage2_fashioniq_vitg.yaml", "sprc/facap_pretrain_vitg.yaml", "sprc/fashioniq_vitg.yaml"),
 }
 # Tiny: the demo's full-plan lengths and batch, so a demo run folder's trainings are reused as they
 # are; paper size: the recipes' own epochs and batch.
@@ -207,9 +207,6 @@ def _fashionblip2_pretraining(scale: Scale) -> WithAndWithout:
 
 def _sprc_pretraining(scale: Scale) -> WithAndWithout:
     recipes = scale.recipes
-    if recipes.sprc_facap is None:
-        raise DataError("--recipe-size", scale.size, "no SPRC FACap pre-training recipe at this size "
-                        f"(recipes/sprc/facap_pretrain_{scale.size}.yaml); use --models fashionblip2")
     pretrain = _training(scale, "sprc_facap", recipes.sprc_facap, 1, "SPRC (FACap only)", model="sprc")
     finetune = _training(scale, "sprc_facap_fiq", recipes.sprc_fashioniq, 2, "SPRC (FACap -> FIQ)", model="sprc",
                          init_from="sprc_facap")

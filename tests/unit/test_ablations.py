@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from cirbench.config import REPO_RECIPES
-from cirbench.data.schema import DataError
 from cirbench.experiments import ablations
 from cirbench.experiments.ablations import DEFAULT_STEPS, RECIPE_SETS, Scale
 from cirbench.experiments.plan import FULL
@@ -97,8 +96,12 @@ def test_paper_size_uses_the_vitg_recipes_and_their_own_length():
     assert {t.model for t in ablation.trainings} == {"fashionblip2:vitg"}
     config = recipe_of(ablation, "fblip2_s2")
     assert config["train"]["epochs"] == 30 and "steps" not in config["train"]
-    with pytest.raises(DataError, match="no SPRC FACap pre-training recipe"):
-        ablations.pretraining(Scale("vitg", None, None), ["sprc"])
+    sprc = ablations.pretraining(Scale("vitg", None, None), ["sprc"])
+    pretrain, finetune = recipe_of(sprc, "sprc_facap"), recipe_of(sprc, "sprc_facap_fiq")
+    assert pretrain["model"]["variant"] == finetune["model"]["variant"] == "vitg"
+    assert pretrain["data"]["kind"] == "facap" and finetune["data"]["kind"] == "fashioniq"
+    assert pretrain["train"]["epochs"] == 10 and finetune["train"]["epochs"] == 30
+    assert pretrain["train"]["lr"] == finetune["train"]["lr"] == 2e-5  # the delta keeps SPRC's optimiser
 
 
 @pytest.mark.parametrize("size", sorted(RECIPE_SETS))
@@ -106,4 +109,4 @@ def test_every_recipe_in_the_recipe_table_exists(size):
     recipes = RECIPE_SETS[size]
     paths = [recipes.fblip2_stage1, recipes.fblip2_cir_only, recipes.fblip2_stage2, recipes.sprc_fashioniq,
              recipes.sprc_facap]
-    assert all((REPO_RECIPES / p).is_file() for p in paths if p is not None)
+    assert all((REPO_RECIPES / p).is_file() for p in paths)
