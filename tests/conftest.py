@@ -24,6 +24,18 @@ def real_fashioniq() -> Path:
     return SHARED_FASHIONIQ
 
 
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    """The synthetic world at preset ``tiny``, seed 0, written once per run. Read it, never write
+    into it: tests that add files (backbones, built sets) write their own."""
+    from cirbench.synth.presets import PRESETS
+    from cirbench.synth.world import write_world
+
+    out = tmp_path_factory.mktemp("tiny_world")
+    write_world(out, "tiny", 0, PRESETS["tiny"], workers=1)
+    return out
+
+
 def pytest_collection_modifyitems(config, items):
     import importlib.util
 

@@ -5,7 +5,7 @@ Three ways to get one, same classes each time:
 - the real ViT-g image-text-retrieval checkpoint (``Salesforce/blip2-itm-vit-g``) or a local copy,
   loaded with ``from_pretrained`` (weights downloaded beforehand);
 - a tiny random one (``tiny_blip2_backbone``) with an in-memory word-piece tokenizer, for tests;
-- a tiny one pre-trained contrastively on the synthetic world (``pretrain_blip2_backbone``), saved
+- a tiny one pre-trained on the synthetic world (``pretrain_blip2_backbone``: contrast and matching), saved
   as a folder (config + safetensors + tokenizer) that ``load_blip2_backbone`` reads back.
 
 ``Blip2Backbone`` exposes the Q-Former passes both models need, as the retrieval model runs them:
@@ -294,12 +294,12 @@ def resolve_synth_backbone_dir(override: str | Path | None = None) -> Path:
 
 class _Blip2Pretraining(nn.Module):
     """BLIP-2's stage-1 objectives on a backbone: image-text contrast (best of 32 query tokens vs
-    text [CLS]) and, with ``matching``, image-text matching on hard negatives.
+    text [CLS]) and, with ``matching``, image-text matching (the ITM head on the fused pass).
 
     Matching is what trains the fused pass (queries and text attending to each other) that
-    FashionBLIP-2 and SPRC build their queries with; contrast alone never runs it. Its negatives are
-    drawn from the contrastive similarities, so they mostly share colour and print with the
-    positive and can only be told apart by the shape words (sleeves, neckline, length, fit).
+    FashionBLIP-2 and SPRC build their queries with; contrast alone never runs it, and without it
+    the tiny model's fused queries barely depended on the text (results/calibration/README.md).
+    ``hard_share`` of the negatives are BLIP-2's hard ones, the rest uniform.
     """
 
     def __init__(self, backbone: Blip2Backbone, max_text_len: int = 128, matching: bool = True,

@@ -45,6 +45,7 @@ class FollowProbe:
 
 
 def follow_probe(world_dir: Path, ranker: Ranker, model: str, split: str = "val", references: int = 60) -> FollowProbe:
+    """Per attribute: followed and control percentages (module docstring) of ``ranker`` on ``split``."""
     counts = {a: [0.0, 0.0, 0] for a in ATTRIBUTES}  # followed hits, control hits, instructions
     for group in probe_images(world_dir, split):
         truth = {path.stem: garment for path, garment in zip(group.paths, group.garments)}

@@ -9,22 +9,20 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cirbench.backbones.blip2 import SYNTH_BACKBONE_ENV
+from cirbench.backbones.clip import SYNTH_CLIP_ENV
 from cirbench.cli import app
 from cirbench.synth.follow import follow_probe
 from cirbench.synth.mentions import mention_holds, parse_mentions
-from cirbench.synth.presets import PRESETS
 from cirbench.synth.probe import probe_images
 from cirbench.synth.text import instruction
-from cirbench.synth.world import write_world
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("world")
-    write_world(out, "tiny", 0, PRESETS["tiny"], workers=1)
-    return out
+@pytest.fixture
+def world(tiny_world) -> Path:
+    return tiny_world
 
 
 def _truth(world: Path) -> dict[str, dict]:
@@ -70,7 +68,9 @@ def test_a_text_blind_ranker_is_exactly_at_its_control(world):
     assert probe.queries["colour"] == lacking
 
 
-def test_cli_probes_a_registered_model(world):
+def test_cli_probes_a_registered_model(world, monkeypatch):
+    for variable in (SYNTH_BACKBONE_ENV, SYNTH_CLIP_ENV):  # the command points them at the world; restored after
+        monkeypatch.delenv(variable, raising=False)
     result = runner.invoke(app, ["synth-probe", "--world", str(world), "--model", "clip_image_only:test_tiny",
                                  "--references", "6", "--json"])
     assert result.exit_code == 0, result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,19 +15,17 @@ from typer.testing import CliRunner
 from cirbench.cli import app
 from cirbench.synth.attributes import ATTRIBUTES, Garment
 from cirbench.synth.mentions import mention_holds, parse_mentions
-from cirbench.synth.presets import PRESETS, Knobs
+from cirbench.synth.presets import Knobs
 from cirbench.synth.probe import chance_agreement, probe_attributes, probe_images
 from cirbench.synth.stats import Pair, image_only_oracle
-from cirbench.synth.world import GarmentSampler, garment_of, load_ground_truth, write_world
+from cirbench.synth.world import GarmentSampler, garment_of, load_ground_truth
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("world")
-    write_world(out, "tiny", 0, PRESETS["tiny"], workers=1)
-    return out
+@pytest.fixture
+def world(tiny_world) -> Path:
+    return tiny_world
 
 
 def _garments_by_path(world: Path) -> dict[Path, Garment]:
@@ -82,9 +81,11 @@ def test_image_only_oracle_ranks_the_reference_first():
         "oracle_recall_at_1": 0.0, "oracle_recall_at_10": 0.0}  # train pairs are not measured
 
 
-def test_cli_probes_both_backbones_and_names_the_missing_ones(world, monkeypatch):
+def test_cli_probes_both_backbones_and_names_the_missing_ones(world, monkeypatch, tmp_path):
     from cirbench.backbones.blip2 import SYNTH_BACKBONE_ENV
     from cirbench.backbones.clip import SYNTH_CLIP_ENV
+
+    world = Path(shutil.copytree(world, tmp_path / "world"))  # backbones get written into it
 
     for name in (SYNTH_BACKBONE_ENV, SYNTH_CLIP_ENV):  # ensure_backbones sets them; restored after the test
         monkeypatch.delenv(name, raising=False)
