@@ -84,7 +84,7 @@ def test_three_ablations_share_one_run_folder_and_report_in_the_paper_layouts(ti
     (["components", "--steps", "2,0"], "expected S1,S2 or N"),
     (["components", "--world", "w", "--data-root", "d"], "not both"),
     (["pretraining", "--models", "unifashion"], "choose among fashionblip2, sprc"),
-    (["pretraining", "--recipe-size", "vitg", "--data-root", "d"], "no SPRC FACap pre-training recipe"),
+    (["pretraining", "--recipe-size", "vitg", "--data-root", "d"], "no facap/, fashioniq/, enhfashioniq/ folder"),
     (["components", "--bogus"], "No such option"),
 ])
 def test_bad_input_ends_with_one_clear_line(args, message, tmp_path):
