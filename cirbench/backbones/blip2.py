@@ -33,7 +33,7 @@ from torch import nn
 from transformers import AutoTokenizer, BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
 
 from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND, synth_backbone_dir  # noqa: F401 (public here too)
-from cirbench.train.losses import in_batch_contrastive
+from cirbench.train.losses import duplicate_target_mask, in_batch_contrastive
 
 BLIP2_HUB_NAME = "Salesforce/blip2-itm-vit-g"
 # BLIP-2's image processor: bicubic resize to a square, then CLIP's normalisation.
@@ -339,7 +339,8 @@ class _Blip2Pretraining(nn.Module):
         softmax(similarity) (BLIP-2's hard negatives), for the others uniformly. Hard negatives
         alone left the tiny model's matching loss at its prior for 300 steps (measured); the
         uniform ones teach it to read the text first."""
-        same = torch.tensor([[a == b for b in captions] for a in captions], device=similarity.device)
+        # Identical captions (the pair's own included) are never its negatives.
+        same = (duplicate_target_mask(captions, captions, 0) | torch.eye(len(captions), dtype=torch.bool)).to(similarity.device)
         if bool(same.all()):  # one caption for the whole batch: no negatives to draw (else every row has one)
             return similarity.new_zeros(())
         hard = torch.rand(similarity.shape[0], 1, device=similarity.device) < self.hard_share

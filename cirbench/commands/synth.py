@@ -218,11 +218,13 @@ def _follow_probe(world: Path, spec: str, checkpoint: Path | None, split: str, r
     from cirbench.interface import build_model
     from cirbench.synth.backbones import activate
     from cirbench.synth.follow import follow_probe, model_ranker
+    from cirbench.synth.probe import probe_images
 
     with user_errors():
         activate(world)  # synth_tiny variants read this world's backbones
         cir_model = build_model(spec, checkpoint).eval()
-        probe = follow_probe(world, model_ranker(cir_model, world, split), spec, split, references)
+        groups = probe_images(world, split)
+        probe = follow_probe(groups, model_ranker(cir_model, groups), spec, split, references)
     if as_json:
         typer.echo(json.dumps(asdict(probe), indent=1))
         return

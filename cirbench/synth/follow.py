@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cirbench.synth.attributes import ATTRIBUTES
-from cirbench.synth.probe import probe_images
+from cirbench.synth.probe import ProbeImages
 from cirbench.synth.text import instruction
 
 if TYPE_CHECKING:
@@ -44,10 +43,12 @@ class FollowProbe:
     queries: dict[str, int]  # attribute -> instructions composed with a reference lacking the value
 
 
-def follow_probe(world_dir: Path, ranker: Ranker, model: str, split: str = "val", references: int = 60) -> FollowProbe:
-    """Per attribute: followed and control percentages (module docstring) of ``ranker`` on ``split``."""
+def follow_probe(groups: Sequence[ProbeImages], ranker: Ranker, model: str, split: str = "val",
+                 references: int = 60) -> FollowProbe:
+    """Per attribute: followed and control percentages (module docstring) of ``ranker`` on the
+    split's images (``probe.probe_images``)."""
     counts = {a: [0.0, 0.0, 0] for a in ATTRIBUTES}  # followed hits, control hits, instructions
-    for group in probe_images(world_dir, split):
+    for group in groups:
         truth = {path.stem: garment for path, garment in zip(group.paths, group.garments)}
         refs = list(truth)[:references]
         for attribute in ATTRIBUTES:
@@ -73,34 +74,31 @@ def follow_probe(world_dir: Path, ranker: Ranker, model: str, split: str = "val"
     )
 
 
-def model_ranker(model: "CIRModel", world_dir: Path, split: str = "val", batch_size: int = 128) -> Ranker:
+def model_ranker(model: "CIRModel", groups: Sequence[ProbeImages], batch_size: int = 128) -> Ranker:
     """Top image per (reference, text) among the category's images of the split, reference left out."""
     import torch
     from PIL import Image
 
-    groups = {g.category: g for g in probe_images(world_dir, split)}
-    paths = {g.category: {p.stem: p for p in g.paths} for g in groups.values()}
-    gallery: dict[str, tuple[list[str], torch.Tensor]] = {}
+    paths = {g.category: {p.stem: p for p in g.paths} for g in groups}
+    gallery: dict[str, tuple[dict[str, int], list[str], torch.Tensor]] = {}
 
     def images(category: str, ids: Sequence[str]) -> torch.Tensor:
         return torch.stack([model.preprocess(Image.open(paths[category][i])) for i in ids])
 
-    def candidates(category: str) -> tuple[list[str], torch.Tensor]:
-        if category not in gallery:
+    def candidates(category: str) -> tuple[dict[str, int], list[str], torch.Tensor]:
+        if category not in gallery:  # encoded once per category, reused by every instruction
             ids = list(paths[category])
             with torch.no_grad():
                 features = torch.cat([model.encode_candidates(images(category, ids[i : i + batch_size]))
                                       for i in range(0, len(ids), batch_size)])
-            gallery[category] = (ids, features)
+            gallery[category] = ({image_id: column for column, image_id in enumerate(ids)}, ids, features)
         return gallery[category]
 
     def rank(category: str, refs: Sequence[str], text: str) -> list[str]:
-        ids, features = candidates(category)
+        columns, ids, features = candidates(category)
         with torch.no_grad():
-            queries = model.encode_query(images(category, refs), [text] * len(refs))
-            scores = model.similarity(queries, features)
-        own = torch.tensor([ids.index(r) for r in refs])
-        scores[torch.arange(len(refs)), own] = float("-inf")
+            scores = model.similarity(model.encode_query(images(category, refs), [text] * len(refs)), features)
+        scores[torch.arange(len(refs)), torch.tensor([columns[r] for r in refs])] = float("-inf")
         return [ids[j] for j in scores.argmax(dim=1).tolist()]
 
     return rank

@@ -46,7 +46,7 @@ def test_an_oracle_follows_every_instruction(world):
         return [next((i for i in others[ref] if all(mention_holds(m, garments[ref], garments[i]) for m in claims)),
                      others[ref][0]) for ref in refs]
 
-    probe = follow_probe(world, oracle, "oracle")
+    probe = follow_probe(probe_images(world), oracle, "oracle")
     assert set(probe.followed) == {"colour", "pattern", "sleeve", "neckline", "length", "fit"}
     assert set(probe.followed.values()) == {100.0}
     assert all(control < 100.0 for control in probe.control.values())
@@ -59,7 +59,7 @@ def test_a_text_blind_ranker_is_exactly_at_its_control(world):
         ids = list(truth[category])
         return [ids[(ids.index(ref) + 1) % len(ids)] for ref in refs]
 
-    probe = follow_probe(world, blind, "blind", references=10)
+    probe = follow_probe(probe_images(world), blind, "blind", references=10)
     for attribute, followed in probe.followed.items():
         assert followed == pytest.approx(probe.control[attribute])
     # the instruction count: references lacking each value, summed over values and categories
