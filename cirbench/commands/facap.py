@@ -291,7 +291,7 @@ def quality_report(
 ) -> None:
     """Mean ± std per criterion over all raters (paper Table 2 layout); automatic faithfulness on the synthetic world.
 
-    Example: cirbench quality-report sheets/facap_rater1.csv sheets/facap_rater2.csv --auto-faithfulness ~/.cache/cirbench/worlds/default-seed0
+    Example: cirbench quality-report sheets/facap_rater1.csv sheets/facap_rater2.csv --auto-faithfulness ~/.cache/cirbench/worlds/default-seed0-format2
     """
     from cirbench.facap import quality
 

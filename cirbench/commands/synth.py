@@ -117,23 +117,14 @@ def synth_backbones(
 
     Example: cirbench synth-backbones --world world
     """
-    from rich.progress import Progress
-
     from cirbench.commands.core import user_errors
-    from cirbench.synth.backbones import BackboneRecipe, ensure_backbones
+    from cirbench.synth.backbones import BackboneRecipe, ensure_backbones, pretraining_progress
 
     import torch
 
     torch.set_num_threads(threads)  # two threads on two busy cores run 15x slower (measured)
     recipe = BackboneRecipe(steps=steps, batch_size=batch_size, seed=seed)
-    with user_errors(), Progress(transient=True) as progress:
-        tasks: dict[str, int] = {}
-
-        def advance(name: str, step: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = progress.add_task(f"pre-training tiny {name}", total=total)
-            progress.update(tasks[name], completed=step)
-
+    with user_errors(), pretraining_progress(bars=True) as advance:
         dirs = ensure_backbones(world, recipe, advance)
         if ship:
             from cirbench.synth.backbones import ship_backbones

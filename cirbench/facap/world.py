@@ -11,8 +11,12 @@ DEFAULT_PRESET, DEFAULT_SEED = "default", 0
 
 
 def default_world_dir() -> Path:
+    """The cached default world; its folder names the world format, so a newer generator writes a
+    new folder instead of refusing the old one."""
+    from cirbench.synth.world import WORLD_FORMAT
+
     cache = Path(os.environ.get("CIRBENCH_CACHE", Path.home() / ".cache" / "cirbench"))
-    return cache / "worlds" / f"{DEFAULT_PRESET}-seed{DEFAULT_SEED}"
+    return cache / "worlds" / f"{DEFAULT_PRESET}-seed{DEFAULT_SEED}-format{WORLD_FORMAT}"
 
 
 def ensure_world(world: Path | None, progress: bool = True) -> Path:

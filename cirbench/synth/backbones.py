@@ -9,9 +9,11 @@ them through ``$CIRBENCH_SYNTH_CLIP`` / ``$CIRBENCH_SYNTH_BLIP2``.
 
 Pre-training both takes minutes on two CPU cores, so the package ships the pair made for the
 default world (preset ``default``, seed 0) by the default recipe, in float16 (13 MB), under
-``pretrained/`` with ``provenance.json`` naming the world fingerprint, the recipe and the command
-that made them (``cirbench synth-backbones --world W --ship``). They are installed (as float32)
-only into a world with that exact fingerprint; any other world or recipe is pre-trained afresh.
+``pretrained/`` with ``provenance.json`` naming the sources' fingerprint, the recipe and the
+command that made them (``cirbench synth-backbones --world W --ship``). They are installed (as
+float32) only into a world with that exact fingerprint; any other world or recipe is pre-trained
+afresh. The fingerprint covers the shop sources only (what pre-training reads): a world that
+differs from the default one in its FashionIQ-like part alone gets the shipped backbones.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import hashlib
 import json
 import os
 import shutil
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from cirbench.synth.vocabulary import VOCABULARY_VERSION
 
@@ -47,6 +51,9 @@ class BackboneRecipe:
 
 
 QUICK_RECIPE = BackboneRecipe(steps=80)
+# Seconds per pre-training step at the default batch, one torch thread, measured on a quiet core
+# of a two-core machine: what ``pretraining_minutes`` announces before a world's first run.
+SECONDS_PER_STEP = {"clip": 0.55, "blip2": 1.7}
 
 
 def backbone_dirs(world: Path) -> dict[str, Path]:
@@ -64,6 +71,49 @@ def activate(world: Path) -> dict[str, Path]:
     return dirs
 
 
+def backbones_ready(world: Path, recipe: BackboneRecipe = BackboneRecipe()) -> bool:
+    """Whether ``ensure_backbones`` will find or install them (no pre-training needed)."""
+    wanted = {**asdict(recipe), "sources": sources_fingerprint(world)}
+    record = Path(world) / "backbones" / RECORD
+    built = record.is_file() and json.loads(record.read_text()) == wanted
+    return (built and all(d.is_dir() for d in backbone_dirs(world).values())) or _shipped_matches(wanted)
+
+
+def pretraining_minutes(recipe: BackboneRecipe = BackboneRecipe()) -> float:
+    """About how long pre-training both backbones takes on one quiet core (``SECONDS_PER_STEP``)."""
+    scale = recipe.batch_size / BackboneRecipe().batch_size
+    return recipe.steps * scale * sum(SECONDS_PER_STEP.values()) / 60
+
+
+@contextmanager
+def pretraining_progress(bars: bool, log: Callable[[str], None] = print) -> Iterator[Callable[[str, int, int], None]]:
+    """``on_step`` for ``ensure_backbones``: a bar per backbone, or without bars a line as each
+    backbone starts, at each quarter of its steps and when it ends."""
+    started: dict[str, float] = {}
+    if bars:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            tasks: dict[str, int] = {}
+
+            def advance(name: str, step: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(f"pre-training tiny {name}", total=total)
+                progress.update(tasks[name], completed=step)
+
+            yield advance
+        return
+
+    def line(name: str, step: int, total: int) -> None:
+        if name not in started:
+            started[name] = time.time()
+            log(f"pre-training tiny {name}: {total} steps")
+        if step == total or step % max(1, total // 4) == 0:
+            log(f"pre-training tiny {name}: step {step}/{total}, {time.time() - started[name]:.0f} s")
+
+    yield line
+
+
 def ensure_backbones(
     world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None
 ) -> dict[str, Path]:
@@ -75,7 +125,7 @@ def ensure_backbones(
 
     dirs = backbone_dirs(world)
     record = Path(world) / "backbones" / RECORD
-    wanted = {**asdict(recipe), "world": world_fingerprint(world)}
+    wanted = {**asdict(recipe), "sources": sources_fingerprint(world)}
     if record.is_file() and json.loads(record.read_text()) == wanted and all(d.is_dir() for d in dirs.values()):
         return activate(world)
     if _shipped_matches(wanted):
@@ -99,12 +149,14 @@ def ensure_backbones(
     return activate(world)
 
 
-def world_fingerprint(world: Path) -> str:
-    """Hash of the world's generator settings (preset, seed, knobs, format): same hash, same images."""
-    from cirbench.synth.world import read_manifest
+def sources_fingerprint(world: Path | dict) -> str:
+    """Hash of the settings that decide a world's shop sources (seed, source knobs, format), from
+    its folder or its ``settings``: same hash, same pre-training images and captions. The
+    FashionIQ-like part is not in it, so changing that part keeps the backbones."""
+    from cirbench.synth.world import read_manifest, source_settings
 
-    settings = read_manifest(Path(world))["settings"]
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    settings = world if isinstance(world, dict) else read_manifest(Path(world))["settings"]
+    return hashlib.sha256(json.dumps(source_settings(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _shipped_matches(wanted: dict) -> bool:

@@ -23,6 +23,9 @@ class Knobs:
     near_duplicates: float = 0.25  # share of pairs whose target gets a one-attribute twin in its split,
     # and of shop products made as a one-attribute twin of an earlier product
     reuse: float = 0.4  # share of pairs whose reference is an image already in the split
+    visible_changes: float = 1.0  # share of FashionIQ-like pairs whose target differs in colour or print
+    lookalikes: int = 5  # val images per new reference with its colour and print in another cut
+    targets_per_reference: int = 3  # pairs drawn for each new reference, each with another target
     fiq_train_pairs: int = 800  # FashionIQ-like, per category (dress, shirt, toptee)
     fiq_val_pairs: int = 200
     fiq_test_pairs: int = 100
@@ -36,7 +39,7 @@ class Knobs:
         problems = []
         if not 32 <= self.image_size <= 512:
             problems.append("image_size must be within 32..512")
-        for name in ("noise", "view_jitter", "vagueness", "near_duplicates", "reuse"):
+        for name in ("noise", "view_jitter", "vagueness", "near_duplicates", "reuse", "visible_changes"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be within 0..1")
         if not 2 <= self.n_colours <= 17 or not 2 <= self.max_values:
@@ -44,10 +47,11 @@ class Knobs:
         if not (2 <= self.f200k_views and 2 <= self.dfmm_views <= 5):
             problems.append("f200k_views must be at least 2, dfmm_views within 2..5")
         if (
-            min(self.fiq_train_pairs, self.fiq_val_pairs, self.fiq_test_pairs, self.f200k_products, self.dfmm_products)
+            min(self.fiq_train_pairs, self.fiq_val_pairs, self.fiq_test_pairs, self.f200k_products, self.dfmm_products,
+                self.targets_per_reference)
             < 1
         ):
-            problems.append("pair and product counts must be at least 1")
+            problems.append("pair, product and target counts must be at least 1")
         if problems:
             raise ValueError("; ".join(problems))
 

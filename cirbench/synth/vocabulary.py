@@ -13,22 +13,35 @@ offline FACap backends write them:
 - the FashionIQ-like detailed modification texts and every phrase of the vague annotator texts.
 
 Typos of the vague annotations are not words: they still split into pieces, as in real FashionIQ.
+
+The list starts with the generators' words as the package ships them (``generator_words.txt``:
+the words of the default world's texts, in the order they first appeared there), so a word's
+token id does not depend on which garments and pairs a world happened to draw: a world whose
+FashionIQ-like part changes keeps the tokenizer, and the backbones, of its shop sources. Words a
+world's texts add beyond it are appended.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 # Bumped when the list's recipe changes: it is part of the backbone recipe, so backbones built
 # with another list are rebuilt.
-VOCABULARY_VERSION = "world_texts_v1"
+VOCABULARY_VERSION = "generator_words_v2"
+GENERATOR_WORDS = "generator_words.txt"
+
+
+def generator_words() -> list[str]:
+    """The package's list of the world generators' words, in token-id order."""
+    return resources.files(__package__).joinpath(GENERATOR_WORDS).read_text().split()
 
 
 def world_vocabulary(world_dir: Path) -> list[str]:
-    """The words of every kind of text in the world, in order of first appearance."""
+    """The generators' words, then any other word of the world's texts in order of first appearance."""
     from cirbench.backbones.blip2 import words_of
 
-    return words_of(world_texts(Path(world_dir)))
+    return words_of([*generator_words(), *world_texts(Path(world_dir))])
 
 
 def world_texts(world_dir: Path) -> list[str]:

@@ -1,9 +1,16 @@
 """Sampling the synthetic world and writing it to a folder.
 
-What exists is decided here from the seed: products, FashionIQ-like pairs (same category,
-1-3 attributes changed), near-duplicates (one fine attribute changed), shop products with
-several views. ``writers`` lays it out in the real formats; ``render`` draws the images, in
-parallel, each from its own seeds, so the output does not depend on the number of workers.
+What exists is decided here from the seed: products, FashionIQ-like pairs, near-duplicates (one
+fine attribute changed), shop products with several views. ``writers`` lays it out in the real
+formats; ``render`` draws the images, in parallel, each from its own seeds, so the output does not
+depend on the number of workers.
+
+The FashionIQ-like part is built so that the modification text is necessary (knobs
+``visible_changes``, ``targets_per_reference``, ``lookalikes``): a target differs from its
+reference in colour or print (what the tiny backbones see) and in 0-2 shape attributes; a new
+reference gets several targets, each unlike the others; and the val gallery holds look-alikes of
+each new reference (its colour and print in another cut), which image similarity ranks above the
+target. The shop sources the backbones are pre-trained on do not depend on this part.
 
 Every random stream is seeded from (world seed, what it is for), so resizing one part of the
 world leaves the others unchanged.
@@ -44,7 +51,12 @@ from cirbench.synth.writers import (
     write_fashioniq,
 )
 
-WORLD_FORMAT = 1  # bump when the same settings would draw different files
+WORLD_FORMAT = 2  # bump when the same settings would draw different files
+SOURCES_FORMAT = 1  # bump when the same settings would draw different shop-source files
+# The knobs that decide the shop sources (Fashion200k-like, DeepFashion-MultiModal-like): the
+# FashionIQ-like part is drawn from its own random streams, so the other knobs leave them as they are.
+SOURCE_KNOBS = ("image_size", "n_colours", "max_values", "noise", "view_jitter", "near_duplicates",
+                "f200k_products", "f200k_views", "dfmm_products", "dfmm_views")
 MANIFEST, GROUND_TRUTH = "world.json", "ground_truth/attributes.jsonl"
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = ("train", "val", "test")
@@ -59,6 +71,9 @@ DEEPFASHION_CATEGORIES = {
 _MEN_CATEGORIES = {"shirt": "Shirts_Polos", "toptee": "Tees_Tanks", "pants": "Pants", "jacket": "Jackets_Vests"}
 _FINE_ATTRIBUTES = ("neckline", "fit", "sleeve", "length", "colour")
 _N_CHANGES = ((1, 0.35), (2, 0.45), (3, 0.2))
+_VISIBLE_ATTRIBUTES = ("colour", "pattern")
+_VISIBLE_WEIGHTS = (0.5, 0.3, 0.2)  # colour, print, both
+_SHAPE_CHANGES = (0.5, 0.35, 0.15)  # 0, 1, 2 shape attributes changed besides colour / print
 
 
 def stable_seed(*keys: object) -> int:
@@ -97,6 +112,26 @@ class GarmentSampler:
         count = self.rng.choices([n for n, _ in _N_CHANGES], weights=[w for _, w in _N_CHANGES])[0]
         options = self.changeable(garment.category)
         return self.changed(garment, self.rng.sample(options, min(count, len(options))))
+
+    def fashioniq_target(self, garment: Garment) -> Garment:
+        """A FashionIQ-like target. With probability ``visible_changes`` it differs from the
+        reference in colour, print or both (what a glance, and the tiny backbones, see) and in
+        0-2 shape attributes; otherwise 1-3 attributes of any kind are changed."""
+        if self.rng.random() >= self.knobs.visible_changes:
+            return self.modified(garment)
+        options = self.changeable(garment.category)
+        visible = [a for a in _VISIBLE_ATTRIBUTES if a in options]
+        chosen = self.rng.choices((visible[:1], visible[1:], visible), weights=_VISIBLE_WEIGHTS)[0]
+        shapes = [a for a in options if a not in _VISIBLE_ATTRIBUTES]
+        count = self.rng.choices(range(len(_SHAPE_CHANGES)), weights=_SHAPE_CHANGES)[0]
+        return self.changed(garment, chosen + self.rng.sample(shapes, min(count, len(shapes))))
+
+    def lookalike(self, garment: Garment) -> Garment:
+        """The same colour and print in another cut: 1 or 2 shape attributes changed. Image
+        similarity ranks it next to ``garment``; only a text about colour or print tells a
+        target of ``garment`` from it."""
+        shapes = [a for a in self.changeable(garment.category) if a not in _VISIBLE_ATTRIBUTES]
+        return self.changed(garment, self.rng.sample(shapes, min(self.rng.choice((1, 2)), len(shapes))))
 
     def near_duplicate(self, garment: Garment, prefer: Iterable[str] = ()) -> Garment:
         """The same garment with exactly one fine attribute changed (a neighbouring value
@@ -154,20 +189,40 @@ def _fashioniq_split(
         added.append(image_id)
         return image_id
 
-    pairs = []
-    for _ in range(n_pairs):
-        reference = rng.choice(added) if added and rng.random() < knobs.reuse else add(sampler.fresh(category))
-        target = add(sampler.modified(images[reference]))
-        if rng.random() < knobs.near_duplicates:
-            # a twin along a changed attribute: vague texts ("is darker") fit both
-            add(sampler.near_duplicate(images[target], prefer=images[reference].differing(images[target])))
-        pairs.append((reference, target))
+    pairs: list[tuple[str, str]] = []
+    print_seeds: dict[str, int] = {}  # look-alikes wear their reference's print
+    lookalikes = knobs.lookalikes if split == "val" else 0
+    while len(pairs) < n_pairs:
+        if added and rng.random() < knobs.reuse:
+            reference, count = rng.choice(added), 1
+        else:
+            reference, count = add(sampler.fresh(category)), knobs.targets_per_reference
+            for _ in range(lookalikes):
+                print_seeds[add(sampler.lookalike(images[reference]))] = stable_seed(seed, "print", reference)
+        siblings: list[Garment] = []
+        for _ in range(min(count, n_pairs - len(pairs))):
+            target = add(_new_target(sampler, images[reference], siblings))
+            if rng.random() < knobs.near_duplicates:
+                # a twin along a changed attribute: vague texts ("is darker") fit both
+                add(sampler.near_duplicate(images[target], prefer=images[reference].differing(images[target])))
+            pairs.append((reference, target))
     while len(images) < n_images:
         add(sampler.fresh(category))
     rng.shuffle(added)
     captions = [_annotations(images[r], images[t], knobs, seed, (category, split, i)) for i, (r, t) in enumerate(pairs)]
-    seeds = {i: (stable_seed(seed, "print", i), stable_seed(seed, "view", i)) for i in added}
+    seeds = {i: (print_seeds.get(i, stable_seed(seed, "print", i)), stable_seed(seed, "view", i)) for i in added}
     return FashionIQSplit(category, split, {i: images[i] for i in added}, pairs, captions, seeds)
+
+
+def _new_target(sampler: GarmentSampler, reference: Garment, siblings: list[Garment]) -> Garment:
+    """A target of ``reference`` unlike its earlier targets (``siblings``, appended to), when a few
+    draws find one: the texts must tell the reference's targets apart."""
+    for _ in range(8):
+        target = sampler.fashioniq_target(reference)
+        if target not in siblings:
+            break
+    siblings.append(target)
+    return target
 
 
 def _annotations(reference: Garment, target: Garment, knobs: Knobs, seed: int, key: tuple) -> list[str]:
@@ -340,6 +395,14 @@ def plan_world(preset: str, seed: int, knobs: Knobs) -> WorldPlan:
     plan.sources["fashion200k"] = write_fashion200k(sample_fashion200k(knobs, seed, ids))
     plan.sources["deepfashion_mm"] = write_deepfashion(sample_deepfashion(knobs, seed))
     return plan
+
+
+def source_settings(settings: dict) -> dict:
+    """What makes two worlds' shop sources identical, from a world's ``settings``: the seed, the
+    source knobs and the sources' format (the images the tiny backbones are pre-trained on)."""
+    knobs = settings.get("knobs") or {}
+    return {"seed": settings["seed"], "sources_format": SOURCES_FORMAT,
+            "knobs": {k: knobs[k] for k in SOURCE_KNOBS if k in knobs}}
 
 
 def read_manifest(world_dir: Path) -> dict:
