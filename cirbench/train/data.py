@@ -38,6 +38,10 @@ TRAIN_READERS.register(
 )
 
 TEXT_MODES = ("randomised", "single")
+# data.batch_groups -> the key that puts triplets in the same batch. "reference": triplets that
+# share a reference image, so its other targets are in-batch negatives that look like it: told
+# apart by the text only (random batches are told apart by image similarity alone).
+BATCH_GROUPS = {"reference": lambda triplet: triplet.reference_id or str(triplet.reference_path)}
 
 
 @dataclass
@@ -53,7 +57,8 @@ class TripletDataset(torch.utils.data.Dataset):
     """Preprocessed triplets, indexed by ``(epoch, index)``.
 
     ``text="randomised"``: FashionIQ's training text, one of "c1 and c2", "c2 and c1", "c1", "c2";
-    ``text="single"``: the triplet's one text as is (FACap).
+    ``text="single"``: the triplet's one text as is (FACap). ``batch_groups``: a ``BATCH_GROUPS``
+    name; its keys (``groups``) keep each group's triplets together in the epoch's order.
     """
 
     def __init__(
@@ -64,9 +69,12 @@ class TripletDataset(torch.utils.data.Dataset):
         text: str = "randomised",
         seed: int = 0,
         source: str | Path = "training data",
+        batch_groups: str | None = None,
     ):
         if text not in TEXT_MODES:
             raise DataError(source, "data.text", f"must be one of {', '.join(TEXT_MODES)}, got {text!r}")
+        if batch_groups is not None and batch_groups not in BATCH_GROUPS:
+            raise DataError(source, "data.batch_groups", f"must be one of {', '.join(BATCH_GROUPS)}, got {batch_groups!r}")
         if text == "single":
             for number, triplet in enumerate(triplets):
                 if len(triplet.texts) != 1:
@@ -77,6 +85,8 @@ class TripletDataset(torch.utils.data.Dataset):
         self.text = text
         self.seed = seed
         self.source = source
+        key = BATCH_GROUPS.get(batch_groups or "")
+        self.groups = tuple(key(t) for t in self.triplets) if key else None
 
     def __len__(self) -> int:
         return len(self.triplets)
@@ -112,9 +122,18 @@ def collate(items: list[TripletItem]) -> CIRBatch:
 
 
 @lru_cache(maxsize=2)
-def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
-    """The epoch's permutation of ``range(n)``: a function of (seed, epoch) only."""
-    return tuple(random.Random(f"order/{seed}/{epoch}").sample(range(n), n))
+def epoch_order(n: int, seed: int, epoch: int, groups: tuple[str, ...] | None = None) -> tuple[int, ...]:
+    """The epoch's permutation of ``range(n)``: a function of (seed, epoch, groups) only.
+
+    ``groups`` (one key per item): the groups come in random order, each group's items together
+    in random order, so consecutive items (a batch) share groups."""
+    rng = random.Random(f"order/{seed}/{epoch}")
+    if groups is None:
+        return tuple(rng.sample(range(n), n))
+    members: dict[str, list[int]] = {}
+    for index, key in enumerate(groups):
+        members.setdefault(key, []).append(index)
+    return tuple(i for key in rng.sample(list(members), len(members)) for i in rng.sample(members[key], len(members[key])))
 
 
 @dataclass(frozen=True)
@@ -146,10 +165,11 @@ class BatchPlan:
     def micro_batch_size(self) -> int:
         return self.batch_size // (self.grad_accum * self.world_size)
 
-    def micro_batches(self, step: int) -> list[list[tuple[int, int]]]:
-        """This rank's ``grad_accum`` micro-batches of optimizer step ``step``, as (epoch, index) keys."""
+    def micro_batches(self, step: int, groups: tuple[str, ...] | None = None) -> list[list[tuple[int, int]]]:
+        """This rank's ``grad_accum`` micro-batches of optimizer step ``step``, as (epoch, index) keys;
+        ``groups``: the dataset's batch groups (``epoch_order``)."""
         epoch, position = divmod(step, self.steps_per_epoch)
-        order = epoch_order(self.n_triplets, self.seed, epoch)
+        order = epoch_order(self.n_triplets, self.seed, epoch, groups)
         batch = order[position * self.batch_size:(position + 1) * self.batch_size]
         size = self.micro_batch_size
         shards = [batch[start:start + size] for start in range(0, len(batch), size)]
@@ -158,7 +178,7 @@ class BatchPlan:
 
 def step_loader(dataset: TripletDataset, plan: BatchPlan, steps: range, num_workers: int):
     """A DataLoader over the micro-batches of ``steps`` (``grad_accum`` consecutive ones per step)."""
-    micro = [keys for step in steps for keys in plan.micro_batches(step)]
+    micro = [keys for step in steps for keys in plan.micro_batches(step, dataset.groups)]
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=micro, collate_fn=collate, num_workers=num_workers,
         persistent_workers=False, pin_memory=torch.cuda.is_available(),

@@ -53,7 +53,7 @@ def _training_data(data_cfg: dict[str, Any], recipe: Path, model, settings):
     for key in ("kind", "root"):
         if key not in data_cfg:
             raise DataError(recipe, f"data.{key}", "missing")
-    known = {"kind", "root", "categories", "text", "missing", "image_root", "fraction"}
+    known = {"kind", "root", "categories", "text", "missing", "image_root", "fraction", "batch_groups"}
     unknown = sorted(set(data_cfg) - known)
     if unknown:
         raise DataError(recipe, f"data.{unknown[0]}", f"unknown key; known: {', '.join(sorted(known))}")
@@ -65,7 +65,8 @@ def _training_data(data_cfg: dict[str, Any], recipe: Path, model, settings):
     if "fraction" in data_cfg:
         triplets = nested_subset(triplets, float(data_cfg["fraction"]), settings.seed, recipe)
     text = data_cfg.get("text", "randomised" if data_cfg["kind"] == "fashioniq" else "single")
-    dataset = TripletDataset(triplets, model.preprocess, text=text, seed=settings.seed, source=root)
+    dataset = TripletDataset(triplets, model.preprocess, text=text, seed=settings.seed, source=root,
+                             batch_groups=data_cfg.get("batch_groups"))
     if "ctr" in settings.tasks and not dataset.has_target_captions():
         raise DataError(root, "target captions", "task ctr needs a caption for every target image (FACap layout)")
     return dataset, data_cfg["kind"]
