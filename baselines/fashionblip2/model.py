@@ -44,6 +44,7 @@ class FashionBlip2Options:
     max_text_len: int = 128
     init_temperature: float = 0.07
     backbone_dir: str | None = None  # vitg: a local copy of the weights; synth_tiny: the tiny backbone
+    cache_image_features: bool = False  # frozen image tower: encode each image once (Blip2CIRModel.image_embeds)
     seed: int = 0  # initialises the new heads (and test_tiny's backbone)
 
     def __post_init__(self) -> None:
@@ -118,12 +119,12 @@ class FashionBlip2(Blip2CIRModel):
         )
 
     def encode_query(self, ref_images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        image_embeds = self.backbone.encode_image(ref_images)
+        image_embeds = self.image_embeds(ref_images)
         fused = self.backbone.query_image_text(image_embeds, self.tokenize(texts))
         return self.matcher(fused[:, : self.backbone.num_query_tokens])
 
     def encode_candidates(self, images: torch.Tensor) -> torch.Tensor:
-        return self.matcher(self.backbone.query_image(self.backbone.encode_image(images)))
+        return self.matcher(self.backbone.query_image(self.image_embeds(images)))
 
     def encode_captions(self, captions: Sequence[str]) -> torch.Tensor:
         """Captions -> [N, head_dim]: text-only Q-Former [CLS] through the matcher's channel projection."""

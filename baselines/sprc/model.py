@@ -42,6 +42,7 @@ class SprcOptions:
     align_weight: float = 1.0
     init_temperature: float = 0.07
     backbone_dir: str | None = None  # vitg: a local copy of the weights; synth_tiny: the tiny backbone
+    cache_image_features: bool = False  # frozen image tower: encode each image once (Blip2CIRModel.image_embeds)
     seed: int = 0  # initialises the learnable prompt (and test_tiny's backbone)
 
 
@@ -69,7 +70,7 @@ class Sprc(Blip2CIRModel):
 
     def sentence_prompt(self, ref_images: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pass 1: the query outputs of the fused image + text pass, [B, 32, D]."""
-        fused = self.backbone.query_image_text(self.backbone.encode_image(ref_images), tokens)
+        fused = self.backbone.query_image_text(self.image_embeds(ref_images), tokens)
         return fused[:, : self.backbone.num_query_tokens]
 
     def prompted_query(self, prompt: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,7 +83,7 @@ class Sprc(Blip2CIRModel):
         return self.prompted_query(self.sentence_prompt(ref_images, tokens), tokens)
 
     def encode_candidates(self, images: torch.Tensor) -> torch.Tensor:
-        tokens = self.backbone.query_image(self.backbone.encode_image(images))
+        tokens = self.backbone.query_image(self.image_embeds(images))
         return self.backbone.blip.vision_projection(tokens)
 
     def training_losses(self, batch: CIRBatch, tasks: Sequence[str] = ("cir",)) -> dict[str, torch.Tensor]:
