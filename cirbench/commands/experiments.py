@@ -12,7 +12,8 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Run folder; a rerun reuses what is already built.")] = Path("runs/demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Three models, fewer steps, no ablations (CI: ~3 min).")] = False,
     world: Annotated[Optional[Path], typer.Option("--world", help="A world folder (default: the cached default world).")] = None,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")] = 1,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads per process (1 is fastest for tiny models).")] = 1,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", min=1, show_default="2, or 1 on a one-core machine", help="Trainings and evaluations run at once, one process each (their output goes to OUT/logs/).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Build FACap-style and enhFashionIQ-style data from the synthetic world, train FashionBLIP-2,
@@ -27,7 +28,15 @@ def demo(
     from cirbench.experiments.plan import FULL, QUICK
 
     with user_errors():
-        run_demo(QUICK if quick else FULL, out, world=world, threads=threads, progress=progress)
+        run_demo(QUICK if quick else FULL, out, world=world, threads=threads, jobs=jobs or default_jobs(), progress=progress)
+
+
+def default_jobs() -> int:
+    """Two processes where two cores are free to this one (the demo's two-core target), else one."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(2, cores)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

@@ -17,15 +17,25 @@ from cirbench.experiments.runner import Log, run_trainings
 
 
 def run_demo(
-    plan: Plan, out: Path, *, world: Path | None = None, threads: int = 1, progress: bool = True, log: Log = print
+    plan: Plan, out: Path, *, world: Path | None = None, threads: int = 1, jobs: int = 1, progress: bool = True,
+    log: Log = print,
 ) -> dict:
-    """Run ``plan`` into ``out``; returns the paths of what it wrote."""
+    """Run ``plan`` into ``out`` with ``jobs`` processes at once; returns the paths of what it wrote."""
     start = time.time()
     run = run_trainings(plan.trainings, out, zero_shot=plan.zero_shot, world=world, batch_size=plan.batch_size,
-                        threads=threads, progress=progress, log=log)
+                        threads=threads, jobs=jobs, progress=progress, log=log)
     written = write_reports(plan, run.results, run.data, run.finals, log)
-    log(f"demo finished in {time.time() - start:.0f} s")
+    log(f"demo finished in {time.time() - start:.0f} s ({stage_seconds(out)})")
     return {**written, "errors": run.errors}
+
+
+def stage_seconds(out: Path) -> str:
+    """The run's time per stage in a few words, summed over its processes (``<out>/timings.json``)."""
+    path = Path(out) / "timings.json"
+    timings = json.loads(path.read_text()) if path.is_file() else {}
+    trainings = sum(v for k, v in timings.items() if k.startswith("train:"))
+    evaluations = sum(v for k, v in timings.items() if k.startswith("eval:"))
+    return f"data {timings.get('data', 0):.0f} s, trainings {trainings:.0f} s, evaluations {evaluations:.0f} s of work"
 
 
 def write_reports(plan: Plan, results: Path, data: dict[str, Path], finals: dict[str, Path], log: Log) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -60,6 +60,16 @@ def _spec_of(config: Path) -> str | None:
     return f"{name}:{variant}" if name and variant else None
 
 
+@dataclass
+class ModelOutcome:
+    """One model's evaluations, not yet written: what ``evaluate_model`` returns (also from another process)."""
+
+    entry: ModelEntry
+    runs: list[tuple[list[dict], list[dict]]] = field(default_factory=list)  # (records, ranks) per benchmark
+    messages: list[str] = field(default_factory=list)  # one line per benchmark: evaluated / reused / FAILED
+    errors: list[dict] = field(default_factory=list)
+
+
 def evaluate_all(
     models: list[ModelEntry],
     benchmarks: list[BenchmarkEntry],
@@ -74,32 +84,66 @@ def evaluate_all(
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Evaluate each model on each benchmark into ``out``; returns the error rows."""
+    done = finished_evaluations(out)
+    errors = []
+    for model_entry in models:
+        outcome = evaluate_model(model_entry, benchmarks, done, protocol_id=protocol_id, cache_dir=cache_dir,
+                                 device=device, seed=seed, batch_size=batch_size, progress=progress)
+        errors += write_outcome(out, outcome, log)
+    write_errors(out, errors)
+    return errors
+
+
+_SPLITS: dict[BenchmarkEntry, list] = {}  # read once per process: every model is evaluated on the same splits
+
+
+def evaluate_model(
+    model_entry: ModelEntry,
+    benchmarks: list[BenchmarkEntry],
+    done: set[tuple],
+    *,
+    protocol_id: str = "fashioniq/v1",
+    cache_dir: Path | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> ModelOutcome:
+    """One model on each benchmark, skipping the (label, checkpoint hash, dataset, split, protocol)
+    keys in ``done``; a failure becomes an error row, never an exception."""
     from cirbench.data.registry import DATASETS
     from cirbench.eval.protocols import get_protocol
 
     protocol = get_protocol(protocol_id)
-    errors = []
-    done = _finished(out)
-    splits_cache: dict[BenchmarkEntry, list] = {}
-    for model_entry in models:
-        model = None
-        for bench in benchmarks:
-            try:
-                if bench not in splits_cache:
-                    splits_cache[bench] = DATASETS.get(bench.dataset)(bench.root, split=bench.split)
-                model = model or _build(model_entry, device)
-                key = (model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id)
-                if key in done:
-                    log(f"reused: {model_entry.label} on {bench.dataset}")
-                    continue
-                _evaluate_one(model, model_entry, splits_cache[bench], protocol, out, cache_dir, device, seed, batch_size, progress)
-                done.add(key)
-                log(f"evaluated: {model_entry.label} on {bench.dataset}")
-            except Exception as exc:  # one failing model must not hide the others: record it
-                errors.append(_error_row(model_entry, bench, protocol.id, exc))
-                log(f"FAILED: {model_entry.label} on {bench.dataset}: {exc}")
-    _write_errors(out, errors)
-    return errors
+    outcome = ModelOutcome(model_entry)
+    model = None
+    for bench in benchmarks:
+        try:
+            if bench not in _SPLITS:
+                _SPLITS[bench] = DATASETS.get(bench.dataset)(bench.root, split=bench.split)
+            model = model or _build(model_entry, device)
+            key = (model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id)
+            if key in done:
+                outcome.messages.append(f"reused: {model_entry.label} on {bench.dataset}")
+                continue
+            outcome.runs.append(_evaluate_one(model, model_entry, _SPLITS[bench], protocol, cache_dir, device, seed,
+                                              batch_size, progress))
+            outcome.messages.append(f"evaluated: {model_entry.label} on {bench.dataset}")
+        except Exception as exc:  # one failing model must not hide the others: record it
+            outcome.errors.append(_error_row(model_entry, bench, protocol.id, exc))
+            outcome.messages.append(f"FAILED: {model_entry.label} on {bench.dataset}: {exc}")
+    return outcome
+
+
+def write_outcome(out: Path, outcome: ModelOutcome, log: Callable[[str], None] = print) -> list[dict]:
+    """Append a model's records and ranks to ``out`` and log its lines; returns its error rows."""
+    from cirbench.results import write_run
+
+    for records, ranks in outcome.runs:
+        write_run(out, records, ranks)
+    for message in outcome.messages:
+        log(message)
+    return outcome.errors
 
 
 def _build(entry: ModelEntry, device: str):
@@ -108,7 +152,7 @@ def _build(entry: ModelEntry, device: str):
     return build_model(entry.spec, checkpoint=entry.checkpoint).to(device)
 
 
-def _finished(out: Path) -> set[tuple]:
+def finished_evaluations(out: Path) -> set[tuple]:
     """(label, checkpoint hash, dataset, split, protocol) of every evaluation already in ``out``, read once."""
     from cirbench.results import RESULTS_FILE, read_records
 
@@ -118,16 +162,17 @@ def _finished(out: Path) -> set[tuple]:
             for r in read_records([Path(out) / RESULTS_FILE])}
 
 
-def _evaluate_one(model, entry: ModelEntry, splits, protocol, out: Path, cache_dir, device, seed, batch_size, progress) -> None:
+def _evaluate_one(model, entry: ModelEntry, splits, protocol, cache_dir, device, seed, batch_size,
+                  progress) -> tuple[list[dict], list[dict]]:
     from cirbench.eval.evaluator import evaluate
-    from cirbench.results import eval_records, new_run_id, rank_rows, write_run
+    from cirbench.results import eval_records, new_run_id, rank_rows
 
     result = evaluate(model, splits, protocol, batch_size=batch_size, cache_dir=cache_dir, device=device, progress=progress)
     run_id = new_run_id()
     config_hash = _checkpoint_config_hash(entry.checkpoint)
     records = eval_records(result, protocol, run_id=run_id, seed=seed, config_hash=config_hash, label=entry.label)
     ranks = [{**row, "label": entry.label} for row in rank_rows(result, run_id=run_id, seed=seed)]
-    write_run(out, records, ranks)
+    return records, ranks
 
 
 def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
@@ -142,7 +187,7 @@ def _error_row(entry: ModelEntry, bench: BenchmarkEntry, protocol: str, exc: Exc
             "traceback": traceback.format_exc(limit=5)}
 
 
-def _write_errors(out: Path, errors: list[dict]) -> None:
+def write_errors(out: Path, errors: list[dict]) -> None:
     Path(out).mkdir(parents=True, exist_ok=True)
     with (Path(out) / ERRORS_FILE).open("a", encoding="utf-8") as handle:
         for row in errors:
