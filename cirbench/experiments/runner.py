@@ -31,7 +31,7 @@ from cirbench.experiments.evaluate_all import (
     write_outcome,
 )
 from cirbench.experiments.plan import Training
-from cirbench.experiments.tasks import Task, run_tasks
+from cirbench.tasks import Task, run_tasks
 
 Log = Callable[[str], None]
 # --data-root layout: one folder per dataset, as `cirbench eval --all --data-root` expects
@@ -72,7 +72,7 @@ def run_trainings(
     ``threads``: torch CPU threads per process. One is the default: the tiny models are too small
     for two threads to pay off, and two threads collapse (15x slower, measured) when anything else
     competes for one of two cores. ``jobs``: trainings and evaluations run at once, each in its own
-    process (``cirbench.experiments.tasks``); their output goes to ``<out>/logs/``, and one line
+    process (``cirbench.tasks``); their output goes to ``<out>/logs/``, and one line
     per task start and end is logged here. Per-task seconds land in ``<out>/timings.json``."""
     import torch
 
@@ -82,7 +82,7 @@ def run_trainings(
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(" ".join(["cirbench", *sys.argv[1:]]) + "\n")
     started = time.time()
-    data = real or synthetic_data(world, out, progress, log)
+    data = real or synthetic_data(world, out, progress, log, jobs)
     finals = {t.key: out / "train" / t.key / "final" for t in trainings}
     models = [ModelEntry(label, spec) for label, spec in zero_shot]
     models += [ModelEntry(t.label or t.key, t.model, finals[t.key]) for t in trainings if t.evaluate]
@@ -210,9 +210,10 @@ def real_data(data_root: Path) -> dict[str, Path]:
     return data
 
 
-def synthetic_data(world: Path | None, out: Path, progress: bool, log: Log) -> dict[str, Path]:
-    """The world (default: the cached default world) with its tiny backbones, and the FACap-style
-    and enhFashionIQ-style sets built from it under ``<out>/data``."""
+def synthetic_data(world: Path | None, out: Path, progress: bool, log: Log, jobs: int = 1) -> dict[str, Path]:
+    """The world (default: the cached default world) with its tiny backbones (pre-trained ``jobs``
+    at once where the shipped ones do not fit), and the FACap-style and enhFashionIQ-style sets
+    built from it under ``<out>/data``."""
     from cirbench.facap.world import ensure_world
     from cirbench.synth.backbones import backbones_ready, ensure_backbones, pretraining_minutes, pretraining_progress
 
@@ -222,10 +223,11 @@ def synthetic_data(world: Path | None, out: Path, progress: bool, log: Log) -> d
     log(f"world: {world}")
     if not backbones_ready(world):
         log(f"its shop images are not the default world's, so the shipped tiny backbones do not fit them: "
-            f"pre-training a tiny CLIP and a tiny BLIP-2 on them first, about {pretraining_minutes():.0f} minutes "
-            f"on a free core (once per world; `cirbench synth-backbones --world {world}` does it alone)")
-    with pretraining_progress(progress, log) as on_step:
-        ensure_backbones(world, on_step=on_step)
+            f"pre-training a tiny CLIP and a tiny BLIP-2 on them first, about {pretraining_minutes(jobs=jobs):.0f} "
+            f"minutes on {min(jobs, 2)} free core(s) (once per world; `cirbench synth-backbones --world {world}` "
+            "does it alone)")
+    with pretraining_progress(progress and jobs == 1, log) as on_step:
+        ensure_backbones(world, on_step=on_step, jobs=min(jobs, 2))
     return _build_datasets(world, out, log)
 
 

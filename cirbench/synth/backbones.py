@@ -79,10 +79,11 @@ def backbones_ready(world: Path, recipe: BackboneRecipe = BackboneRecipe()) -> b
     return (built and all(d.is_dir() for d in backbone_dirs(world).values())) or _shipped_matches(wanted)
 
 
-def pretraining_minutes(recipe: BackboneRecipe = BackboneRecipe()) -> float:
-    """About how long pre-training both backbones takes on one quiet core (``SECONDS_PER_STEP``)."""
-    scale = recipe.batch_size / BackboneRecipe().batch_size
-    return recipe.steps * scale * sum(SECONDS_PER_STEP.values()) / 60
+def pretraining_minutes(recipe: BackboneRecipe = BackboneRecipe(), jobs: int = 1) -> float:
+    """About how long pre-training both backbones takes on quiet cores (``SECONDS_PER_STEP``):
+    one after the other, or side by side with ``jobs`` >= 2."""
+    seconds = [recipe.steps * recipe.batch_size / BackboneRecipe().batch_size * s for s in SECONDS_PER_STEP.values()]
+    return (max(seconds) if jobs > 1 else sum(seconds)) / 60
 
 
 @contextmanager
@@ -115,11 +116,14 @@ def pretraining_progress(bars: bool, log: Callable[[str], None] = print) -> Iter
 
 
 def ensure_backbones(
-    world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None
+    world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Path]:
-    """Pre-train both backbones unless the world already has them for this recipe; then activate."""
-    from cirbench.backbones.blip2 import pretrain_blip2_backbone
-    from cirbench.backbones.clip import pretrain_clip_backbone
+    """Pre-train both backbones unless the world already has them for this recipe; then activate.
+
+    ``jobs=2`` pre-trains the two at once in two one-thread processes (the same weights as one after
+    the other); their progress lines come from the processes, ``on_step`` is not called."""
+    from cirbench.tasks import Task, run_tasks
     from cirbench.synth.vocabulary import world_vocabulary
     from cirbench.synth.world import image_caption_pairs
 
@@ -133,20 +137,38 @@ def ensure_backbones(
         record.write_text(json.dumps(wanted, indent=2) + "\n")
         return activate(world)
     pairs = image_caption_pairs(Path(world))[: recipe.max_pairs]
-    builders = {"clip": pretrain_clip_backbone, "blip2": pretrain_blip2_backbone}
     # CLIP keeps open_clip's real BPE tokenizer; the tiny BLIP-2 one is built from the world's words.
     extra = {"clip": {"lr": recipe.lr}, "blip2": {"lr": recipe.blip2_lr, "words": world_vocabulary(world),
                                                                  "matching": recipe.blip2_matching}}
-    for name, pretrain in builders.items():
-        partial = dirs[name].with_name(dirs[name].name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        report = (lambda step, loss, name=name: on_step(name, step + 1, recipe.steps)) if on_step else None
-        pretrain(pairs, partial, steps=recipe.steps, batch_size=recipe.batch_size, seed=recipe.seed,
-                 image_size=recipe.image_size, on_step=report, **extra[name])
-        shutil.rmtree(dirs[name], ignore_errors=True)
-        partial.rename(dirs[name])  # a killed build never leaves a half backbone under the real name
+    tasks = [Task(name, _pretrain_one, (name, pairs, dirs[name], recipe, extra[name], None if jobs > 1 else on_step))
+             for name in dirs]
+    run_tasks(tasks, jobs, initializer=_one_thread)
     record.write_text(json.dumps(wanted, indent=2) + "\n")
     return activate(world)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # two threads on two busy cores run 15x slower (measured)
+
+
+def _pretrain_one(name: str, pairs: list, target: Path, recipe: BackboneRecipe, extra: dict,
+                  on_step: Callable[[str, int, int], None] | None) -> None:
+    """Pre-train one backbone into ``target`` (through a ``.partial`` folder: a killed build never
+    leaves a half backbone under the real name). Without ``on_step``: progress lines on stdout."""
+    from cirbench.backbones.blip2 import pretrain_blip2_backbone
+    from cirbench.backbones.clip import pretrain_clip_backbone
+
+    pretrain = {"clip": pretrain_clip_backbone, "blip2": pretrain_blip2_backbone}[name]
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with pretraining_progress(False, lambda line: print(line, flush=True)) as lines:
+        report = on_step or lines
+        pretrain(pairs, partial, steps=recipe.steps, batch_size=recipe.batch_size, seed=recipe.seed,
+                 image_size=recipe.image_size, on_step=lambda step, loss: report(name, step + 1, recipe.steps), **extra)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
 
 
 def sources_fingerprint(world: Path | dict) -> str:

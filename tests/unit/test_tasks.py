@@ -1,4 +1,4 @@
-"""The task graph runner of the demo and the ablations: order, dependencies, several processes, failures."""
+"""The task graph runner (the demo, backbone pre-training): order, dependencies, several processes, failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cirbench.experiments.tasks import Task, run_tasks
+from cirbench.tasks import Task, run_tasks
 
 
 def _events(tasks, jobs):
