@@ -89,9 +89,10 @@ def _paper_tables(plan: Plan, tables, out_dir: Path, console) -> None:
 def _findings(plan: Plan, ranks: list[dict], labels: dict[str, str]) -> str:
     from cirbench.report.findings import findings_between_labels, format_findings
 
-    findings = [f for q in plan.questions
-                for f in findings_between_labels(ranks, q.title, labels[q.a], labels[q.b], ("fashioniq", "enhfashioniq"))]
-    return format_findings(findings) if findings else ""
+    findings = [f for q in plan.questions  # a side that is no training is a zero-shot model's label
+                for f in findings_between_labels(ranks, q.title, labels.get(q.a, q.a), labels.get(q.b, q.b),
+                                                 ("fashioniq", "enhfashioniq"))]
+    return format_findings(findings, [q.title for q in plan.questions]) if findings else ""
 
 
 def _data_size_plot(plan: Plan, tables, labels: dict[str, str], out_dir: Path) -> list[Path]:

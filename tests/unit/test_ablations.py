@@ -36,7 +36,7 @@ def test_each_table5_row_trains_the_components_it_names_and_fine_tunes_from_its_
     for row in ablation.rows:
         stage1, stage2 = recipe_of(ablation, keys[row.labels["no_ft_fiq"]]), recipe_of(ablation, keys[row.labels["ft_fiq"]])
         assert trained_settings(stage1) == row.settings
-        assert stage1["data"]["root"] == "/data/facap" and stage1["train"]["steps"] == 40
+        assert stage1["data"]["root"] == "/data/facap" and stage1["train"]["steps"] == TINY.s1_steps
         assert stage2["data"]["root"] == "/data/fashioniq" and stage2["train"]["tasks"] == ["cir"]
         assert stage2["model"]["init_from"] == f"/out/train/{keys[row.labels['no_ft_fiq']]}/final"
 
