@@ -51,9 +51,10 @@ class BackboneRecipe:
 
 
 QUICK_RECIPE = BackboneRecipe(steps=80)
-# Seconds per pre-training step at the default batch, one torch thread, measured on a quiet core
-# of a two-core machine: what ``pretraining_minutes`` announces before a world's first run.
-SECONDS_PER_STEP = {"clip": 0.55, "blip2": 1.7}
+# Seconds per pre-training step at the default batch, one torch thread, measured on a two-core
+# machine with a little else running (CLIP 0.27, BLIP-2 with matching 1.47): what
+# ``pretraining_minutes`` announces before a world's first run.
+SECONDS_PER_STEP = {"clip": 0.3, "blip2": 1.5}
 
 
 def backbone_dirs(world: Path) -> dict[str, Path]:
