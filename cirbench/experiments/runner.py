@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,8 @@ def run_trainings(
     quiet = jobs > 1  # bars and lines of several processes would interleave: each task logs to a file
     tasks = [task for t in trainings if (task := _training_task(t, data, out, batch_size, progress and not quiet,
                                                                 quiet, log)) is not None]
+    keys = {task.key for task in tasks}  # a reused model needs no waiting for
+    tasks = [replace(task, needs=tuple(need for need in task.needs if need in keys)) for task in tasks]
     training_of = {finals[task.args[0].key]: task.key for task in tasks}  # a model folder -> the task making it
     done = finished_evaluations(out / "results")
     evaluation = dict(cache_dir=out / "cache", device=device, seed=seed, batch_size=128, progress=progress and not quiet)

@@ -40,7 +40,9 @@ def test_default_build_writes_the_default_world_then_builds_from_it(tmp_path, mo
     out = tmp_path / "facap"
     result = run("build-facap", "--out", out)
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "cache/worlds/tiny-seed0/world.json").is_file()
+    from cirbench.synth.world import WORLD_FORMAT
+
+    assert (tmp_path / f"cache/worlds/tiny-seed0-format{WORLD_FORMAT}/world.json").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] and {s["name"] for s in manifest["sources"]} == {"fashion200k", "deepfashion_mm"}
     assert "total" in result.output
