@@ -42,6 +42,12 @@ BLIP2_STD = (0.26862954, 0.26130258, 0.27577711)
 
 SYNTH_BACKBONE_ENV = "CIRBENCH_SYNTH_BLIP2"
 
+# LAVIS normalises the ViT output with its own ``ln_vision`` LayerNorm at torch's default eps;
+# transformers builds that norm (``vision_model.post_layernorm``) with the ViT blocks' 1e-6.
+LAVIS_LN_VISION_EPS = 1e-5
+# LAVIS's tokenizer: bert-base-uncased plus this bos token, appended after the vocabulary.
+LAVIS_BOS_TOKEN = "[DEC]"
+
 _SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _CHARACTERS = string.ascii_lowercase + string.digits
 # Fashion words known to every tiny tokenizer; anything else falls back to character pieces.
@@ -66,6 +72,15 @@ def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:
     return (tensor - mean) / std
 
 
+def blip_caption(text: str, max_words: int = 50) -> str:
+    """LAVIS's ``blip_caption`` text processor, which SPRC applies to every modification text (training
+    and evaluation): lower case, ``.!"()*#:;~`` become spaces, runs of spaces collapse, at most
+    ``max_words`` words. (Commas, ``?`` and apostrophes stay.)"""
+    text = re.sub(r"\s{2,}", " ", re.sub(r'([.!"()*#:;~])', " ", text.lower()))
+    words = text.rstrip("\n").strip(" ").split(" ")
+    return " ".join(words[:max_words])
+
+
 def words_of(texts: Iterable[str]) -> list[str]:
     """Lower-case alphabetic words of ``texts``, in order of first appearance."""
     return list(dict.fromkeys(w for text in texts for w in re.findall(r"[a-z]+", text.lower())))
@@ -82,6 +97,27 @@ def build_tiny_tokenizer(extra_words: Iterable[str] = (), max_length: int = 128)
     tokens = list(dict.fromkeys([*pieces, *_BASE_WORDS, *extra_words]))
     vocab = {token: index for index, token in enumerate(tokens)}
     return BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_length)
+
+
+def tokenizer_from_vocab_file(vocab_file: str | Path, bos_token: str = LAVIS_BOS_TOKEN,
+                              max_length: int = 512) -> BertTokenizerFast:
+    """LAVIS's BLIP-2 tokenizer from a WordPiece ``vocab.txt`` (e.g. bert-base-uncased's): lower-casing
+    BERT tokenization, with ``bos_token`` appended after the vocabulary as LAVIS adds it.
+
+    The vocabulary is read here and passed in memory (``vocab_file=`` maps every word to [UNK] in
+    transformers 5).
+
+    Args:
+        vocab_file: one token per line; a token's id is its line number.
+        bos_token: the added token (LAVIS: ``[DEC]``); None adds nothing.
+        max_length: the tokenizer's ``model_max_length``.
+    """
+    tokens = Path(vocab_file).read_text(encoding="utf-8").splitlines()
+    vocab = {token: index for index, token in enumerate(tokens)}
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_length)
+    if bos_token:
+        tokenizer.add_special_tokens({"bos_token": bos_token})
+    return tokenizer
 
 
 _TINY_INIT = 0.1
@@ -140,6 +176,9 @@ class Blip2Backbone(nn.Module):
                 "the BLIP-2 Q-Former has no text layers: its config needs "
                 "qformer_config.use_qformer_text_input=True (the image-text-retrieval checkpoints have it)"
             )
+        # The one place every backbone passes (tiny, ViT-g, synth_tiny, imported, reloaded): BLIP-2's
+        # weights were trained with LAVIS's ln_vision eps, which no transformers config field holds.
+        blip.vision_model.post_layernorm.eps = LAVIS_LN_VISION_EPS
         self.blip = blip
         self.tokenizer = tokenizer
 

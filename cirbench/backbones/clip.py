@@ -26,14 +26,13 @@ from typing import Callable, Iterator, Sequence
 import open_clip
 import torch
 import torch.nn.functional as F
-import torchvision.transforms as T
-import torchvision.transforms.functional as TF
-from open_clip.transform import PreprocessCfg, image_transform_v2
+from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
 from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND, synth_backbone_dir  # noqa: F401 (public here too)
+from cirbench.backbones.targetpad import TARGETPAD_RATIO, TargetPad, targetpad_transform  # noqa: F401 (public here too)
 from cirbench.train.losses import in_batch_contrastive
 from cirbench.train.schedule import Schedule
 
@@ -44,8 +43,6 @@ OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
 
 SYNTH_CLIP_ENV = "CIRBENCH_SYNTH_CLIP"
-
-TARGETPAD_RATIO = 1.25
 
 
 class ClipBackbone(nn.Module):
@@ -101,18 +98,31 @@ class ClipBackbone(nn.Module):
         return directory
 
 
-def load_clip(model_name: str, pretrained: str | None = None, *, load_weights: bool = True) -> ClipBackbone:
+def load_clip(
+    model_name: str, pretrained: str | None = None, *, load_weights: bool = True, device: str | torch.device = "cpu"
+) -> ClipBackbone:
     """Build a CLIP through open_clip: a built-in name (+ tag), ``TINY_CLIP`` or ``local-dir:<folder>``.
 
-    ``load_weights=False`` builds the architecture only (random init), e.g. to load a CIR checkpoint.
+    Args:
+        model_name: open_clip model name (``"RN50x4"``), ``TINY_CLIP`` or ``local_dir(folder)``.
+        pretrained: open_clip pretrained tag (``"openai"``) of a built-in name; it also decides
+            QuickGELU and the preprocessing, with or without weights.
+        load_weights: False builds the architecture only (random init), e.g. to load a CIR
+            checkpoint or to count parameters. Nothing is downloaded or looked up on disk then.
+        device: where open_clip puts the model; ``"meta"`` (inside ``torch.device("meta")``)
+            builds a full-size structure without allocating it.
     """
     _register_tiny_config()
+    builtin = not model_name.startswith(("local-dir:", "hf-hub:"))
     quick_gelu = _tag_uses_quick_gelu(model_name, pretrained)
-    random_init = not load_weights or (pretrained is None and not model_name.startswith(("local-dir:", "hf-hub:")))
+    random_init = not load_weights or (pretrained is None and builtin)
+    # open_clip 3.3 resolves (downloads) a tag before it looks at load_weights: no tag without weights.
+    tag_to_load = pretrained if load_weights and builtin else None
     try:
         with _silence_random_init_warning(random_init):
             clip, _, _ = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained, load_weights=load_weights, force_quick_gelu=quick_gelu
+                model_name, pretrained=tag_to_load, load_weights=load_weights, force_quick_gelu=quick_gelu,
+                device=device,
             )
     except RuntimeError as exc:
         raise RuntimeError(
@@ -124,6 +134,9 @@ def load_clip(model_name: str, pretrained: str | None = None, *, load_weights: b
     if quick_gelu:
         model_cfg["quick_gelu"] = True
     preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(clip))
+    if pretrained and builtin and tag_to_load is None:
+        # The tag's own preprocessing (mean, std, interpolation), as loading its weights would set it.
+        preprocess_cfg = merge_preprocess_dict(preprocess_cfg, open_clip.get_pretrained_cfg(model_name, pretrained))
     return ClipBackbone(clip, open_clip.get_tokenizer(model_name), model_cfg, preprocess_cfg)
 
 
@@ -163,34 +176,6 @@ def backbone_for_variant(
         return load_clip(local_dir(backbone_dir))
     name, tag = real_variants[variant]
     return load_clip(name, tag)
-
-
-class TargetPad:
-    """Pad an image whose long side exceeds ``ratio`` x its short side to exactly that ratio (black)."""
-
-    def __init__(self, ratio: float = TARGETPAD_RATIO):
-        self.ratio = ratio
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        width, height = image.size
-        if max(width, height) <= self.ratio * min(width, height):
-            return image
-        padded_short = max(width, height) / self.ratio
-        pad_x = max(int((padded_short - width) / 2), 0)
-        pad_y = max(int((padded_short - height) / 2), 0)
-        return TF.pad(image, [pad_x, pad_y, pad_x, pad_y], fill=0)
-
-
-def targetpad_transform(size: int, mean: Sequence[float], std: Sequence[float], ratio: float = TARGETPAD_RATIO):
-    """CLIP4Cir's "targetpad": RGB, pad to ``ratio``, bicubic resize, centre crop, normalise."""
-    return T.Compose([
-        lambda image: image.convert("RGB"),
-        TargetPad(ratio),
-        T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
-        T.CenterCrop(size),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
 
 
 def pretrain_clip_backbone(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -216,3 +217,26 @@ def test_synth_tiny_without_a_backbone_names_the_command(monkeypatch, tmp_path):
         build_model("fashionblip2:synth_tiny")
     with pytest.raises(FileNotFoundError, match="not a tiny BLIP-2 backbone"):
         build_model("fashionblip2:synth_tiny", backbone_dir=str(tmp_path))
+
+
+def test_ln_vision_has_laviss_eps_in_every_backbone_and_after_save_and_load(tmp_path):
+    """LAVIS's ln_vision (eps 1e-5) is transformers' post_layernorm; the ViT blocks keep 1e-6."""
+    from cirbench.baselines.params import vitg_backbone_on_meta
+
+    def eps_of(backbone):
+        vision = backbone.blip.vision_model
+        return vision.post_layernorm.eps, {layer.layer_norm1.eps for layer in vision.encoder.layers}
+
+    tiny = tiny_blip2_backbone(seed=0)
+    shipped = load_blip2_backbone(Path(__file__).resolve().parents[2] / "cirbench" / "synth" / "pretrained" / "blip2")
+    for backbone in (tiny, vitg_backbone_on_meta(), shipped):
+        assert eps_of(backbone) == (1e-5, {1e-6})
+    tiny.save_pretrained(tmp_path)
+    for reloaded in (load_blip2_backbone(tmp_path), blip2_backbone_skeleton(tmp_path)):
+        assert eps_of(reloaded) == (1e-5, {1e-6})
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        hidden = tiny.blip.vision_model.encoder(inputs_embeds=tiny.blip.vision_model.embeddings(images)).last_hidden_state
+        expected = torch.nn.functional.layer_norm(hidden, (128,), tiny.blip.vision_model.post_layernorm.weight,
+                                                  tiny.blip.vision_model.post_layernorm.bias, eps=1e-5)
+        assert torch.allclose(tiny.encode_image(images), expected, atol=1e-6)

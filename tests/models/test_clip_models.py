@@ -194,3 +194,29 @@ def test_clip4cir_checkpoint_keeps_the_stage_and_options(tmp_path):
         build_model("clip4cir:test_tiny", projection=3)
     with pytest.raises(ValueError, match="only the 'cir' task"):
         reloaded.training_losses(CIRBatch(_images(model), TEXTS, _images(model)), tasks=("ctr",))
+
+
+def test_full_size_structures_build_offline_without_weights(monkeypatch):
+    """`load_weights=False` with a pretrained tag resolves nothing: no hub, no file, no socket."""
+    import socket
+
+    import open_clip.factory
+    import open_clip.pretrained
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("load_clip(load_weights=False) tried to fetch something")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    for module in (open_clip.factory, open_clip.pretrained):
+        for name in ("download_pretrained", "download_pretrained_from_hf", "download_pretrained_from_url"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, no_network)
+    for name, size in (("RN50x4", 288), ("ViT-L-14", 224)):
+        with torch.device("meta"):
+            backbone = load_clip(name, "openai", load_weights=False, device="meta")
+        assert backbone.image_size == size and backbone.model_cfg["quick_gelu"] is True
+        assert type(backbone.clip.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"  # OpenAI's activation
+        assert backbone.preprocess_cfg["mean"] == tuple(open_clip.get_pretrained_cfg(name, "openai")["mean"])
+        assert {p.device.type for p in backbone.clip.parameters()} == {"meta"}
+        assert sum(p.numel() for p in backbone.clip.parameters()) > 100_000_000
