@@ -65,13 +65,18 @@ def test_an_imported_sprc_checkpoint_evaluates_like_the_upstream_model(sprc_upst
         case.check("loss_rtc", model.losses(ref, tokens, target, ["a", "b", "c"])["cir_learnable_prompt"])
 
 
-def test_training_starts_from_an_imported_folder(sprc_upstream, tmp_path):
-    """`train --set model.init_from=DIR` takes an imported folder as it takes a trained one."""
+def test_an_imported_folder_evaluates_and_trains_like_a_trained_one(sprc_upstream, tmp_path):
+    """`eval --checkpoint DIR` and `train --set model.init_from=DIR` take an imported folder."""
     from test_cli_train import _write_fashioniq
 
     _, folder = sprc_upstream
     assert _import_sprc(folder, folder / "sprc_fiq.pt", tmp_path / "sprc").exit_code == 0
     data = _write_fashioniq(tmp_path / "fiq", categories=("dress",), n_images=6)
+    evaluated = runner.invoke(app, ["eval", "--model", "sprc:test_tiny", "--checkpoint", str(tmp_path / "sprc"),
+                                    "--dataset", "fashioniq", "--data-root", str(data), "--out", str(tmp_path / "eval"),
+                                    "--no-cache", "--table"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "sprc:test_tiny" in evaluated.output and (tmp_path / "eval" / "results.jsonl").is_file()
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "sprc" / "fashioniq_tiny.yaml"
     result = runner.invoke(app, [
         "train", "sprc:test_tiny", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--no-progress",
