@@ -5,7 +5,6 @@ folder, and every bad input ends with one line naming the file and the key, no t
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from parity_data import blip2_config, parity_case
+
 from cirbench.cli import app
 from cirbench.interface import build_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "parity"))
-from parity_data import blip2_config, parity_case  # noqa: E402
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PARITY_ROOT = REPO_ROOT.parent / "shared" / "parity"
 
 
