@@ -33,7 +33,7 @@ def import_weights(
     files: List[Path] = typer.Argument(..., help="Upstream checkpoint file(s): torch pickles (read with weights_only=True) or .safetensors."),
     source: Source = typer.Option(..., "--from", help="sprc: SPRC's saved model; clip4cir: fine-tuned CLIP file [+ Combiner file]; lavis-blip2: blip2_pretrained.pth + eva_vit_g.pth."),
     out: Path = typer.Option(..., "--out", help="The model folder to write (must not exist or be empty)."),
-    model: NewModel = typer.Option(NewModel.sprc, "--model", help="lavis-blip2 only: the CIR model built on the imported BLIP-2 (its own parts drawn from --seed)."),
+    model: Optional[NewModel] = typer.Option(None, "--model", show_default="sprc", help="lavis-blip2 only: the CIR model built on the imported BLIP-2 (its own parts drawn from --seed)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", show_default="Salesforce/blip2-itm-vit-g from the local cache", help="BLIP-2 family: bert-base-uncased's vocab.txt ([DEC] is added), or a tokenizer folder / cached hub name."),
     option: Optional[List[str]] = typer.Option(None, "--option", help="lavis-blip2 only: a build option of the new model, KEY=VALUE (YAML value), e.g. adapter_reduction=8; repeatable."),
     seed: int = typer.Option(0, "--seed", help="Draws the parts the upstream file does not hold."),
@@ -57,7 +57,8 @@ def import_weights(
 
     with user_errors(), stage_progress(f"import {source.value}", len(IMPORT_STAGES), progress) as advance:
         folder = import_checkpoint(
-            source.value, files, out, tokenizer=tokenizer, model=model.value, options=_options(option or []),
+            source.value, files, out, tokenizer=tokenizer, model=model.value if model else None,
+            options=_options(option or []),
             seed=seed, variant=variant,
             config=config, trained_on=[name.strip() for name in trained_on.split(",") if name.strip()],
             on_stage=lambda stage: advance(1),

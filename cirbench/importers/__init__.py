@@ -35,7 +35,7 @@ def import_checkpoint(
     out: str | Path,
     *,
     tokenizer: str | None = None,
-    model: str = "sprc",
+    model: str | None = None,
     options: dict | None = None,
     seed: int = 0,
     variant: str | None = None,
@@ -52,7 +52,7 @@ def import_checkpoint(
         out: the model folder to create; it must not exist yet or be empty.
         tokenizer: BLIP-2 family: a WordPiece vocab.txt (+ [DEC] is added) or a tokenizer folder
             or cached hub name; default the ViT-g retrieval model's (``Salesforce/blip2-itm-vit-g``).
-        model: lavis-blip2 only: the CIR model built on the backbone (``sprc`` or ``fashionblip2``).
+        model: lavis-blip2 only: the CIR model built on the backbone (``sprc``, the default, or ``fashionblip2``).
         options: lavis-blip2 only: that model's build options (e.g. ``{"adapter_reduction": 8}``).
         seed: draws the parts the upstream file does not have.
         variant: recorded variant; default ``vitg`` (BLIP-2 family) or the CLIP architecture's one.
@@ -65,6 +65,10 @@ def import_checkpoint(
         raise DataError("--from", source, f"unknown source; one of {', '.join(SOURCES)}")
     if not files:
         raise DataError("command line", "FILE", "give the upstream checkpoint file(s)")
+    if source != "lavis-blip2" and (model or options):
+        raise DataError("--model/--option", source, "only with --from lavis-blip2 (the other sources hold a whole model)")
+    if source == "clip4cir" and (tokenizer or config):
+        raise DataError("--tokenizer/--config", source, "only for BLIP-2 checkpoints (sprc, lavis-blip2)")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(out, "--out", "already exists and is not empty: nothing is overwritten, choose a new folder")
@@ -105,7 +109,7 @@ def _build(source, files, tokenizer, model, options, seed, variant, config):
     blip2_config = read_blip2_config(config) if config else None
     if source == "sprc":
         return import_sprc(files, words, config=blip2_config, variant=variant or "vitg")
-    return import_lavis_blip2(files, words, model_name=model, seed=seed, options=options, config=blip2_config,
+    return import_lavis_blip2(files, words, model_name=model or "sprc", seed=seed, options=options, config=blip2_config,
                               variant=variant or "vitg")
 
 

@@ -56,9 +56,9 @@ def import_clip4cir(files: Sequence[str | Path], *, seed: int = 0,
         combiner = map_state(combiner_state, {k: v for k, v in expected.items() if k.startswith("combiner.")},
                              keymaps.COMBINER, model="clip4cir's Combiner")
         mapped.tensors.update(combiner.tensors)
-    missing, unexpected = model.load_state_dict(mapped.tensors, strict=False)
-    mapped.new = sorted(missing)
-    model.combiner_active.fill_(combiner_state is not None)
+    missing, _ = model.load_state_dict(mapped.tensors, strict=False)
+    model.combiner_active.fill_(combiner_state is not None)  # the switch: set by which files were given
+    mapped.new = sorted(key for key in missing if key != "combiner_active")
     return model.eval(), mapped
 
 

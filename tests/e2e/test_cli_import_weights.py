@@ -96,6 +96,9 @@ def test_clip4cir_files_import_and_rebuild(tmp_path):
     without_variant = runner.invoke(app, ["import-weights", "--from", "clip4cir", str(tmp_path / "tuned_clip_best.pt"),
                                           "--out", str(tmp_path / "a"), "--no-progress"])
     _one_clean_error(without_variant, "none of clip4cir's variants (rn50x4, vit_l14)")
+    with_tokenizer = runner.invoke(app, ["import-weights", "--from", "clip4cir", str(tmp_path / "tuned_clip_best.pt"),
+                                         "--tokenizer", "vocab.txt", "--out", str(tmp_path / "b"), "--no-progress"])
+    _one_clean_error(with_tokenizer, "only for BLIP-2 checkpoints")
     result = runner.invoke(app, ["import-weights", "--from", "clip4cir", str(tmp_path / "combiner.pt"),
                                  str(tmp_path / "tuned_clip_best.pt"), "--out", str(tmp_path / "clip4cir"),
                                  "--variant", "test_tiny", "--no-progress"])

@@ -30,7 +30,7 @@ def test_the_architecture_read_from_the_shapes_is_the_cases(imported):
                                   "width": clip["transformer_width"], "heads": clip["transformer_heads"],
                                   "layers": clip["transformer_layers"]}
     assert set(mapped.dropped) == {"input_resolution", "context_length", "vocab_size"}
-    assert mapped.new == ["combiner_active"] and bool(model.combiner_active)
+    assert mapped.new == [] and bool(model.combiner_active)  # everything from the two files; the Combiner is on
 
 
 def test_every_stored_output_matches_clip4cirs_code(imported):
@@ -94,10 +94,11 @@ def test_the_fine_tuned_weights_get_the_fp16_rounding_of_clip4cirs_gpu_loader(tm
                 "text_projection", "visual.bn1.weight", "ln_final.weight", "token_embedding.weight"):
         state[key] = state[key] + bump * torch.rand_like(state[key])
     save_file(state, str(tmp_path / "fine_tuned.safetensors"))
-    model, _ = import_clip4cir([tmp_path / "fine_tuned.safetensors"], variant="test_tiny")
+    model, mapped = import_clip4cir([tmp_path / "fine_tuned.safetensors"], variant="test_tiny")
     ours = model.backbone.clip.state_dict()
     for key in ("visual.conv1.weight", "visual.attnpool.q_proj.weight", "transformer.resblocks.0.attn.in_proj_weight", "text_projection"):
         assert torch.equal(ours[key], state[key].half().float()), key
     for key in ("visual.bn1.weight", "ln_final.weight", "token_embedding.weight"):
         assert torch.equal(ours[key], state[key]), key
-    assert not bool(model.combiner_active)  # no Combiner file: the stage-1 sum
+    assert not bool(model.combiner_active)  # no Combiner file: the stage-1 sum, the Combiner drawn from the seed
+    assert {key.split(".")[0] for key in mapped.new} == {"combiner"}
