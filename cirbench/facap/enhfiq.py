@@ -24,7 +24,7 @@ from cirbench.facap.embedding import DEFAULT_CLIP, Embedder, make_embedder
 from cirbench.facap.output import json_bytes, write_files
 from cirbench.facap.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from cirbench.facap.sources import ImageRecord
-from cirbench.facap.store import write_atomic
+from cirbench.files import write_atomic
 
 SPLIT = "val"
 

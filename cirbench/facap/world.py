@@ -19,7 +19,7 @@ def ensure_world(world: Path | None, progress: bool = True) -> Path:
     """``world`` as given, or the default world (written now if the cache lacks it)."""
     if world is not None:
         return Path(world)
-    from cirbench.facap.progress import stage_progress
+    from cirbench.progress import stage_progress
     from cirbench.synth.presets import resolve_knobs
     from cirbench.synth.world import check_target, plan_world, write_plan
 
