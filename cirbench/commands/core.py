@@ -46,7 +46,7 @@ def _console(stderr: bool = False):
 
 
 def _print_wide(renderable) -> None:
-    from cirbench.report.tables import print_wide
+    from cirbench.report.table_formats import print_wide
 
     print_wide(renderable, _console())
 
@@ -221,7 +221,8 @@ def _write_results(result, protocol, run_dir: Path, seed: int, config_hash: str 
 
 def _print_tables(records: list[dict], ranks: list[dict], *, reported: bool = False, ci: bool = False,
                   errors: list[dict] | None = None) -> None:
-    from cirbench.report.tables import build_tables, to_rich
+    from cirbench.report.table_formats import to_rich
+    from cirbench.report.tables import build_tables
 
     for built in build_tables(records, ranks, reported=reported, ci=ci, errors=errors or []):
         _print_wide(to_rich(built, ci=ci))
@@ -241,7 +242,8 @@ def table(
 
     Example: cirbench table runs/ --reported --format markdown --out results/tables
     """
-    from cirbench.report.tables import load_tables, render, to_rich, write_tables
+    from cirbench.report.table_formats import render, to_rich, write_tables
+    from cirbench.report.tables import load_tables
 
     if not results and not reported:
         raise typer.BadParameter("give result files or run folders, or --reported")

@@ -248,7 +248,7 @@ def facap_stats(
 def _print_stats_table(rows) -> None:
     from rich.table import Table
 
-    from cirbench.report.tables import print_wide
+    from cirbench.report.table_formats import print_wide
 
     table = Table(title="Dataset statistics (paper Table 1 layout)")
     for name in ("dataset", "unique images", "triplets", "mod. vocab", "mod. avg len", "image-caption pairs", "caption vocab", "caption avg len"):
@@ -319,8 +319,8 @@ def _report_json(summary: dict, auto: dict) -> dict:
 def _print_quality_table(summary: dict, auto: dict) -> None:
     from rich.table import Table
 
-    from cirbench.report.tables import print_wide
     from cirbench.facap.quality import CRITERIA
+    from cirbench.report.table_formats import print_wide
 
     table = Table(title="Annotation quality (paper Table 2 layout): mean ± std over all ratings")
     table.add_column("dataset")

@@ -347,7 +347,7 @@ def format_epoch_line(line: dict[str, Any]) -> str:
     text = (f"epoch {line['epoch']}  step {line['step']}/{line['total_steps']}  {losses}  "
             f"lr {line['lr']:.2e}  {line['samples_per_s']:.1f} samples/s")
     if line.get("val"):
-        text += "  val " + "  ".join(f"{name} {value:.2f}" for name, value in line["val"].items())
+        text += "  val " + "  ".join(f"{name} {'—' if value is None else f'{value:.2f}'}" for name, value in line["val"].items())
     return text
 
 
