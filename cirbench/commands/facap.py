@@ -132,12 +132,9 @@ def _world_embedder(clip_model: Optional[str], world_dir: Path, device: str):
 def _backends(config, embedder=None) -> tuple:
     """(embedder, captioner, modifier) of a build config, made before any work starts. The offline
     captioner reads the attributes of images without metadata with the pairing CLIP, if any."""
-    from cirbench.facap.backends import build_captioner_for, build_modifier
-    from cirbench.facap.embedding import make_embedder
+    from cirbench.facap.backends import make_annotators
 
-    embedder = _run_backend_errors(lambda: embedder or make_embedder(config.clip_model, config.device))
-    captioner = _run_backend_errors(lambda: build_captioner_for(config.captioner, config.captioner_options, embedder))
-    return embedder, captioner, _run_backend_errors(lambda: build_modifier(config.modifier, config.modifier_options))
+    return _run_backend_errors(lambda: make_annotators(config, embedder))
 
 
 def _run_backend_errors(run):

@@ -47,9 +47,12 @@ class FindingsSpec:
 
 
 def record_plan(results_dir: Path, *, paper_tables: Sequence[PaperTableSpec] = (),
-                findings: Sequence[FindingsSpec] = ()) -> Path:
-    """Add (or replace, by name) these entries in ``results_dir/report_plan.json``."""
+                findings: Sequence[FindingsSpec] = ()) -> Path | None:
+    """Add (or replace, by name) these entries in ``results_dir/report_plan.json`` (not written
+    when there is nothing to record)."""
     path = Path(results_dir) / PLAN_FILE
+    if not paper_tables and not findings:
+        return None
     plan = _read_json(path) if path.is_file() else {"paper_tables": {}, "findings": {}}
     for spec in paper_tables:
         plan["paper_tables"][spec.layout] = {

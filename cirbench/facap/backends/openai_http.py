@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 from cirbench.data.schema import DataError
 from cirbench.facap.backends import (
-    BackendOptions, CaptionRequest, Failure, ModificationRequest, Result, format_attributes, stage_prompt,
+    BackendOptions, CaptionRequest, Failure, ModificationRequest, Result, caption_prompt, modification_prompt, stage_prompt,
 )
 from cirbench.files import data_url
 from cirbench.http_client import HTTPFailure, HttpClient, Refused, RetryableReply, RetryPolicy, join_url, redact_url
@@ -110,10 +110,7 @@ class OpenAICaptioner(_ChatBackend):
         return self._run(requests, self._messages)
 
     def _messages(self, request: CaptionRequest) -> list[dict]:
-        text = self.prompt.render(
-            category=request.category, description=request.description or "(none)",
-            attributes=format_attributes(request.attributes),
-        )
+        text = caption_prompt(self.prompt, request)
         content = [{"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}}, {"type": "text", "text": text}]
         return [{"role": "user", "content": content}]
 
@@ -125,10 +122,7 @@ class OpenAIModifier(_ChatBackend):
         return self._run(requests, self._messages)
 
     def _messages(self, request: ModificationRequest) -> list[dict]:
-        text = self.prompt.render(
-            category=request.category, reference_caption=request.reference_caption, target_caption=request.target_caption,
-        )
-        return [{"role": "user", "content": text}]
+        return [{"role": "user", "content": modification_prompt(self.prompt, request)}]
 
 
 def build_captioner(options: BackendOptions) -> OpenAICaptioner:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from cirbench.data.images import open_rgb
 from cirbench.facap.backends import (
-    BackendOptions, CaptionRequest, ModificationRequest, Result, format_attributes, stage_prompt,
+    BackendOptions, CaptionRequest, ModificationRequest, Result, caption_prompt, modification_prompt, stage_prompt,
 )
 
 
@@ -64,11 +64,8 @@ class TransformersCaptioner(_GenerationBackend):
         return results
 
     def _conversation(self, request: CaptionRequest) -> list[dict]:
-        text = self.prompt.render(
-            category=request.category, description=request.description or "(none)",
-            attributes=format_attributes(request.attributes),
-        )
         image = open_rgb(request.image_path)
+        text = caption_prompt(self.prompt, request)
         return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
 
 
@@ -88,10 +85,7 @@ class TransformersModifier(_GenerationBackend):
         return results
 
     def _conversation(self, request: ModificationRequest) -> list[dict]:
-        text = self.prompt.render(
-            category=request.category, reference_caption=request.reference_caption, target_caption=request.target_caption,
-        )
-        return [{"role": "user", "content": text}]
+        return [{"role": "user", "content": modification_prompt(self.prompt, request)}]
 
 
 def build_captioner(options: BackendOptions) -> TransformersCaptioner:
