@@ -147,7 +147,7 @@ def eval_model(
 
     Example: cirbench eval --all --table --data-root runs/demo/data --runs runs/demo/train --zero-shot clip_sum:synth_tiny
     """
-    from cirbench.data.registry import DATASETS
+    from cirbench.data.benchmarks import DATASETS
     from cirbench.eval.protocols import get_protocol
     from cirbench.interface import resolve_spec
 

@@ -56,7 +56,7 @@ def _stage_options(captioner_model: Optional[str], modifier_model: Optional[str]
 
 
 def _world(world: Optional[Path], quiet: bool) -> Path:
-    from cirbench.facap.world import ensure_world
+    from cirbench.synth.default_world import ensure_world
 
     return ensure_world(world, progress=not quiet)
 
@@ -121,7 +121,7 @@ def _world_embedder(clip_model: Optional[str], world_dir: Path, device: str):
     """On the synthetic world, the default encoder is the world's own pre-trained tiny CLIP."""
     from rich.console import Console
 
-    from cirbench.facap.world import world_embedder
+    from cirbench.synth.default_world import world_embedder
 
     embedder, note = _run_backend_errors(lambda: world_embedder(clip_model, world_dir, device))
     if note:
@@ -229,7 +229,7 @@ def facap_stats(
 
     Example: cirbench facap-stats facap --fashioniq data/fashioniq
     """
-    from cirbench.facap import stats
+    from cirbench.facap import dataset_stats as stats
 
     if root is None and fashioniq is None:
         raise typer.BadParameter("give a FACap folder, --fashioniq DIR, or both")
@@ -349,7 +349,7 @@ def bench_pairing(
 
     Example: cirbench bench pairing --n 227680 --dim 768 --json
     """
-    from cirbench.facap.bench import bench_pairing as run
+    from cirbench.facap.bench_pairing import bench_pairing as run
 
     report = run(n, dim, seed, repeats)
     if as_json:

@@ -66,7 +66,7 @@ def synth_stats(
     from rich.table import Table
 
     from cirbench.commands.core import user_errors
-    from cirbench.synth.stats import world_text_stats
+    from cirbench.synth.text_stats import world_text_stats
 
     with user_errors():
         stats = world_text_stats(world)
@@ -112,7 +112,7 @@ def synth_backbones(
     """
     from cirbench.commands.core import user_errors
     from cirbench.progress import progress_bar
-    from cirbench.synth.backbones import BackboneRecipe, ensure_backbones
+    from cirbench.synth.tiny_backbones import BackboneRecipe, ensure_backbones
 
     import torch
 
@@ -128,7 +128,7 @@ def synth_backbones(
 
         dirs = ensure_backbones(world, recipe, advance)
         if ship:
-            from cirbench.synth.backbones import ship_backbones
+            from cirbench.synth.tiny_backbones import ship_backbones
 
             typer.echo(f"shipped: {ship_backbones(world)}")
     for name, folder in dirs.items():
@@ -166,7 +166,7 @@ def synth_probe(
 
     from cirbench.commands.core import user_errors
     from cirbench.data.schema import DataError
-    from cirbench.synth.backbones import backbone_dirs
+    from cirbench.synth.tiny_backbones import backbone_dirs
     from cirbench.synth.probe import backbone_scorer, probe_attributes
 
     torch.set_num_threads(threads)
@@ -208,7 +208,7 @@ def _follow_probe(world: Path, spec: str, checkpoint: Path | None, split: str, r
 
     from cirbench.commands.core import user_errors
     from cirbench.interface import build_model
-    from cirbench.synth.backbones import activate
+    from cirbench.synth.tiny_backbones import activate
     from cirbench.synth.follow import follow_probe, model_ranker
     from cirbench.synth.probe import probe_images
 

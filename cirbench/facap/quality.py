@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from cirbench.data.schema import DataError
-from cirbench.facap.attributes import DIMENSIONS, canonical_value, find_mentions
+from cirbench.facap.attribute_phrases import DIMENSIONS, canonical_value, find_mentions
 from cirbench.files import data_url
 
 CRITERIA = ("faithfulness", "details", "saliency")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from cirbench.data.registry import DATASETS
+from cirbench.data.benchmarks import DATASETS
 from cirbench.data.schema import DataError
 from cirbench.eval.evaluator import evaluate
 from cirbench.eval.metrics import category_mean, recall_at_k
