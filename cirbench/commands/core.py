@@ -263,14 +263,15 @@ def table(
 
 
 def report(
-    results: Path = typer.Argument(..., help="A results folder (results.jsonl, ranks.jsonl, tables/, plots/, grids/)."),
+    results: Path = typer.Argument(..., help="A results folder (results.jsonl, ranks.jsonl, report_plan.json, plots/, grids/)."),
     out: Optional[Path] = typer.Option(None, "--out", help="The HTML file (default: RESULTS/report.html)."),
     title: str = typer.Option("cirbench results", "--title"),
     reported: bool = typer.Option(False, "--reported", help="Add the paper's printed Table-3 rows, marked 'reported'."),
 ) -> None:
-    """One self-contained HTML page for a results folder: its Table-3 tables with intervals, every
-    other table under tables/ (Tables 4 and 5, data size), the paired findings, plots and grids
-    (images embedded), and where the numbers come from.
+    """One self-contained HTML page for a results folder, built from its records: a summary
+    (mean recall per model, and the difference from the text-blind baseline), plots, the paired
+    findings and the paper tables its report plan names (written by the demo and the ablations),
+    the Table-3 tables with intervals, grids (images embedded), and where the numbers come from.
 
     Example: cirbench report runs/ablate/results --title "FACap ablations"
     """
