@@ -1,4 +1,5 @@
-"""Result tables in the layout of the FACap paper's Table 3, as rich, Markdown, CSV and LaTeX.
+"""Result tables in the layout of the FACap paper's Table 3, built as the one table model
+(``report.table_model``; rendered by ``report.table_formats``).
 
 Rows are models; columns are R@10 and R@50 (the protocol's ``headline_ks``) per category, then the
 unweighted mean over categories and the headline. One table per (protocol, dataset, split): only
