@@ -38,6 +38,13 @@ class _GenerationBackend:
             "prompt": self.prompt.record(),
         }
 
+    def _run(self, requests: Sequence) -> list[Result]:
+        """Every request's text, ``options.batch_size`` conversations per generate call."""
+        results: list[Result] = []
+        for batch in _batches(requests, self.options.batch_size):
+            results += self._generate([self._conversation(r) for r in batch])
+        return results
+
     def _generate(self, conversations: list[list[dict]]) -> list[str]:
         import torch
 
@@ -58,10 +65,7 @@ class TransformersCaptioner(_GenerationBackend):
         )
 
     def caption(self, requests: Sequence[CaptionRequest]) -> list[Result]:
-        results: list[Result] = []
-        for batch in _batches(requests, self.options.batch_size):
-            results += self._generate([self._conversation(r) for r in batch])
-        return results
+        return self._run(requests)
 
     def _conversation(self, request: CaptionRequest) -> list[dict]:
         image = open_rgb(request.image_path)
@@ -79,10 +83,7 @@ class TransformersModifier(_GenerationBackend):
         )
 
     def modify(self, requests: Sequence[ModificationRequest]) -> list[Result]:
-        results: list[Result] = []
-        for batch in _batches(requests, self.options.batch_size):
-            results += self._generate([self._conversation(r) for r in batch])
-        return results
+        return self._run(requests)
 
     def _conversation(self, request: ModificationRequest) -> list[dict]:
         return [{"role": "user", "content": modification_prompt(self.prompt, request)}]
