@@ -26,7 +26,7 @@ def render(table: Table, fmt: str, *, ci: bool = False) -> str:
     plain text."""
     renderers = {"rich": _rich_text, "markdown": to_markdown, "csv": to_csv, "latex": to_latex, "html": to_html}
     if fmt not in renderers:
-        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(renderers)}")
     return renderers[fmt](table, ci=ci)
 
 
