@@ -134,7 +134,7 @@ def tiny_blip2_config(vocab_size: int, image_size: int = 64) -> Blip2Config:
     Trained from scratch, unlike the real one: no dropout, and initial weights 5x BERT's 0.02, so
     the image reaches the query tokens through cross-attention from the first step. With BERT's
     settings the contrastive loss sat at log(batch) for hundreds of steps (measured: dropout alone
-    kept it there at every learning rate tried; see cirbench/synth/backbones.py).
+    kept it there at every learning rate tried; see cirbench/synth/tiny_backbones.py).
     """
     return Blip2Config(
         vision_config={

@@ -46,7 +46,7 @@ def _console(stderr: bool = False):
 
 
 def _print_wide(renderable) -> None:
-    from cirbench.report.tables import print_wide
+    from cirbench.report.table_formats import print_wide
 
     print_wide(renderable, _console())
 
@@ -147,7 +147,7 @@ def eval_model(
 
     Example: cirbench eval --all --table --data-root runs/demo/data --runs runs/demo/train --zero-shot clip_sum:synth_tiny
     """
-    from cirbench.data.registry import DATASETS
+    from cirbench.data.benchmarks import DATASETS
     from cirbench.eval.protocols import get_protocol
     from cirbench.interface import resolve_spec
 
@@ -221,7 +221,8 @@ def _write_results(result, protocol, run_dir: Path, seed: int, config_hash: str 
 
 def _print_tables(records: list[dict], ranks: list[dict], *, reported: bool = False, ci: bool = False,
                   errors: list[dict] | None = None) -> None:
-    from cirbench.report.tables import build_tables, to_rich
+    from cirbench.report.table_formats import to_rich
+    from cirbench.report.tables import build_tables
 
     for built in build_tables(records, ranks, reported=reported, ci=ci, errors=errors or []):
         _print_wide(to_rich(built, ci=ci))
@@ -241,7 +242,8 @@ def table(
 
     Example: cirbench table runs/ --reported --format markdown --out results/tables
     """
-    from cirbench.report.tables import load_tables, render, to_rich, write_tables
+    from cirbench.report.table_formats import render, to_rich, write_tables
+    from cirbench.report.tables import load_tables
 
     if not results and not reported:
         raise typer.BadParameter("give result files or run folders, or --reported")
@@ -261,14 +263,15 @@ def table(
 
 
 def report(
-    results: Path = typer.Argument(..., help="A results folder (results.jsonl, ranks.jsonl, tables/, plots/, grids/)."),
+    results: Path = typer.Argument(..., help="A results folder (results.jsonl, ranks.jsonl, report_plan.json, plots/, grids/)."),
     out: Optional[Path] = typer.Option(None, "--out", help="The HTML file (default: RESULTS/report.html)."),
     title: str = typer.Option("cirbench results", "--title"),
     reported: bool = typer.Option(False, "--reported", help="Add the paper's printed Table-3 rows, marked 'reported'."),
 ) -> None:
-    """One self-contained HTML page for a results folder: its Table-3 tables with intervals, every
-    other table under tables/ (Tables 4 and 5, data size), the paired findings, plots and grids
-    (images embedded), and where the numbers come from.
+    """One self-contained HTML page for a results folder, built from its records: a summary
+    (mean recall per model, and the difference from the text-blind baseline), plots, the paired
+    findings and the paper tables its report plan names (written by the demo and the ablations),
+    the Table-3 tables with intervals, grids (images embedded), and where the numbers come from.
 
     Example: cirbench report runs/ablate/results --title "FACap ablations"
     """

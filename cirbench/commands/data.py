@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from cirbench.commands.core import user_errors
+from cirbench.progress import progress_bar
 
 
 FETCHABLE = ("fashioniq",)
@@ -19,12 +20,6 @@ FETCHABLE = ("fashioniq",)
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("fetch")(fetch)
     app.command("make-standins")(make_standins)
-
-
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
 
 
 def fetch(
@@ -58,7 +53,7 @@ def fetch(
             f"can fetch {', '.join(FETCHABLE)}; enhFashionIQ is built with `cirbench build-enhfiq`"
         )
     settings = fetching.FetchSettings(workers=workers, timeout=timeout, retries=retries)
-    with user_errors(), _progress() as progress:
+    with user_errors(), progress_bar() as progress:
         task = progress.add_task("images", total=None)
         report = fetching.fetch_fashioniq(
             root,
@@ -110,7 +105,7 @@ def make_standins(
     with user_errors():
         copied = standins.copy_annotations(annotations, root) if annotations else 0
         image_ids = standins.annotation_image_ids(root, split or None)
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("stand-in images", total=len(image_ids))
             written = standins.write_standin_images(
                 root, image_ids, size=size, on_image=lambda: progress.advance(task)

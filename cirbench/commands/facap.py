@@ -56,7 +56,7 @@ def _stage_options(captioner_model: Optional[str], modifier_model: Optional[str]
 
 
 def _world(world: Optional[Path], quiet: bool) -> Path:
-    from cirbench.facap.world import ensure_world
+    from cirbench.synth.default_world import ensure_world
 
     return ensure_world(world, progress=not quiet)
 
@@ -121,7 +121,7 @@ def _world_embedder(clip_model: Optional[str], world_dir: Path, device: str):
     """On the synthetic world, the default encoder is the world's own pre-trained tiny CLIP."""
     from rich.console import Console
 
-    from cirbench.facap.world import world_embedder
+    from cirbench.synth.default_world import world_embedder
 
     embedder, note = _run_backend_errors(lambda: world_embedder(clip_model, world_dir, device))
     if note:
@@ -132,12 +132,9 @@ def _world_embedder(clip_model: Optional[str], world_dir: Path, device: str):
 def _backends(config, embedder=None) -> tuple:
     """(embedder, captioner, modifier) of a build config, made before any work starts. The offline
     captioner reads the attributes of images without metadata with the pairing CLIP, if any."""
-    from cirbench.facap.backends import build_captioner_for, build_modifier
-    from cirbench.facap.embedding import make_embedder
+    from cirbench.facap.backends import make_annotators
 
-    embedder = _run_backend_errors(lambda: embedder or make_embedder(config.clip_model, config.device))
-    captioner = _run_backend_errors(lambda: build_captioner_for(config.captioner, config.captioner_options, embedder))
-    return embedder, captioner, _run_backend_errors(lambda: build_modifier(config.modifier, config.modifier_options))
+    return _run_backend_errors(lambda: make_annotators(config, embedder))
 
 
 def _run_backend_errors(run):
@@ -232,7 +229,7 @@ def facap_stats(
 
     Example: cirbench facap-stats facap --fashioniq data/fashioniq
     """
-    from cirbench.facap import stats
+    from cirbench.facap import dataset_stats as stats
 
     if root is None and fashioniq is None:
         raise typer.BadParameter("give a FACap folder, --fashioniq DIR, or both")
@@ -248,7 +245,7 @@ def facap_stats(
 def _print_stats_table(rows) -> None:
     from rich.table import Table
 
-    from cirbench.report.tables import print_wide
+    from cirbench.report.table_formats import print_wide
 
     table = Table(title="Dataset statistics (paper Table 1 layout)")
     for name in ("dataset", "unique images", "triplets", "mod. vocab", "mod. avg len", "image-caption pairs", "caption vocab", "caption avg len"):
@@ -319,8 +316,8 @@ def _report_json(summary: dict, auto: dict) -> dict:
 def _print_quality_table(summary: dict, auto: dict) -> None:
     from rich.table import Table
 
-    from cirbench.report.tables import print_wide
     from cirbench.facap.quality import CRITERIA
+    from cirbench.report.table_formats import print_wide
 
     table = Table(title="Annotation quality (paper Table 2 layout): mean ± std over all ratings")
     table.add_column("dataset")
@@ -352,7 +349,7 @@ def bench_pairing(
 
     Example: cirbench bench pairing --n 227680 --dim 768 --json
     """
-    from cirbench.facap.bench import bench_pairing as run
+    from cirbench.facap.bench_pairing import bench_pairing as run
 
     report = run(n, dim, seed, repeats)
     if as_json:

@@ -31,9 +31,9 @@ def synth(
     Example: cirbench synth --preset default --out world --seed 0
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cirbench.commands.core import user_errors
+    from cirbench.progress import progress_bar
     from cirbench.synth.presets import resolve_knobs
     from cirbench.synth.world import MANIFEST, check_target, plan_world, write_plan
 
@@ -43,15 +43,8 @@ def synth(
         if check_target(out, plan.settings()):
             console.print(f"{out} already holds this world (preset {preset}, seed {seed}); nothing to do.")
             return
-        with Progress(
-            TextColumn("drawing images"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("draw", total=len(plan.images()))
+        with progress_bar(transient=True, console=console) as progress:
+            task = progress.add_task("drawing images", total=len(plan.images()))
             write_plan(out, plan, workers=workers, on_image=lambda done, _: progress.update(task, completed=done))
     console.print(
         f"wrote {len(plan.images())} images to {out} (preset {preset}, seed {seed}); manifest: {out / MANIFEST}"
@@ -73,7 +66,7 @@ def synth_stats(
     from rich.table import Table
 
     from cirbench.commands.core import user_errors
-    from cirbench.synth.stats import world_text_stats
+    from cirbench.synth.text_stats import world_text_stats
 
     with user_errors():
         stats = world_text_stats(world)
@@ -117,16 +110,15 @@ def synth_backbones(
 
     Example: cirbench synth-backbones --world world
     """
-    from rich.progress import Progress
-
     from cirbench.commands.core import user_errors
-    from cirbench.synth.backbones import BackboneRecipe, ensure_backbones
+    from cirbench.progress import progress_bar
+    from cirbench.synth.tiny_backbones import BackboneRecipe, ensure_backbones
 
     import torch
 
     torch.set_num_threads(threads)  # two threads on two busy cores run 15x slower (measured)
     recipe = BackboneRecipe(steps=steps, batch_size=batch_size, seed=seed)
-    with user_errors(), Progress(transient=True) as progress:
+    with user_errors(), progress_bar(transient=True) as progress:
         tasks: dict[str, int] = {}
 
         def advance(name: str, step: int, total: int) -> None:
@@ -136,7 +128,7 @@ def synth_backbones(
 
         dirs = ensure_backbones(world, recipe, advance)
         if ship:
-            from cirbench.synth.backbones import ship_backbones
+            from cirbench.synth.tiny_backbones import ship_backbones
 
             typer.echo(f"shipped: {ship_backbones(world)}")
     for name, folder in dirs.items():
@@ -174,7 +166,7 @@ def synth_probe(
 
     from cirbench.commands.core import user_errors
     from cirbench.data.schema import DataError
-    from cirbench.synth.backbones import backbone_dirs
+    from cirbench.synth.tiny_backbones import backbone_dirs
     from cirbench.synth.probe import backbone_scorer, probe_attributes
 
     torch.set_num_threads(threads)
@@ -216,7 +208,7 @@ def _follow_probe(world: Path, spec: str, checkpoint: Path | None, split: str, r
 
     from cirbench.commands.core import user_errors
     from cirbench.interface import build_model
-    from cirbench.synth.backbones import activate
+    from cirbench.synth.tiny_backbones import activate
     from cirbench.synth.follow import follow_probe, model_ranker
     from cirbench.synth.probe import probe_images
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from cirbench.data.schema import DataError, EvalSplit
 from cirbench.eval.protocols import EvalProtocol
 from cirbench.eval.retrieval import FeatureCache, gallery_key, rank_targets
+from cirbench.progress import progress_bar
 from cirbench.scorers import get_scorer
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def evaluate(
     targets = [_target_columns(split, cols) for split, cols in zip(splits, columns)]
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
     checkpoint = model.checkpoint_hash()
-    with eval_mode(model), _progress_bar(progress) as bar:
+    with eval_mode(model), progress_bar(progress) as bar:
         run = _Run(model, checkpoint, protocol, cache, batch_size, chunk_size, str(device), num_workers, bar)
         ranked = [_evaluate_split(run, *planned) for planned in zip(splits, columns, targets)]
     return EvalResult(model.meta.spec, checkpoint, protocol.id, str(device), ranked)
@@ -260,12 +261,3 @@ def eval_mode(model: "CIRModel") -> Iterator[None]:
     finally:
         if was_training:
             model.train()
-
-
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator["Progress"]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not enabled) as progress:
-        yield progress

@@ -132,14 +132,15 @@ class FeatureCache:
         return features if features.shape[0] == expected_rows else None
 
     def save(self, key: str, features: "torch.Tensor", metadata: dict[str, str]) -> Path:
-        """Write atomically (temporary file + rename), so a killed run never leaves half a file."""
+        """Write atomically (``cirbench.files``), so a killed run never leaves half a file."""
         from safetensors.torch import save_file
+
+        from cirbench.files import replacing
 
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        save_file({"features": features.detach().cpu().contiguous()}, str(partial), metadata=metadata)
-        os.replace(partial, path)
+        with replacing(path) as partial:
+            save_file({"features": features.detach().cpu().contiguous()}, str(partial), metadata=metadata)
         return path
 
 

@@ -32,7 +32,7 @@ class BenchmarkEntry:
 
 def find_benchmarks(data_root: Path) -> list[BenchmarkEntry]:
     """Every registered benchmark whose folder (its registry ``subdir``) exists under ``data_root``."""
-    from cirbench.data.registry import DATASETS
+    from cirbench.data.benchmarks import DATASETS
 
     found = []
     for entry in DATASETS.entries():
@@ -74,7 +74,7 @@ def evaluate_all(
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Evaluate each model on each benchmark into ``out``; returns the error rows."""
-    from cirbench.data.registry import DATASETS
+    from cirbench.data.benchmarks import DATASETS
     from cirbench.eval.protocols import get_protocol
 
     protocol = get_protocol(protocol_id)

@@ -90,8 +90,8 @@ def real_data(data_root: Path) -> dict[str, Path]:
 def synthetic_data(world: Path | None, out: Path, progress: bool, log: Log) -> dict[str, Path]:
     """The world (default: the cached default world) with its tiny backbones, and the FACap-style
     and enhFashionIQ-style sets built from it under ``<out>/data``."""
-    from cirbench.facap.world import ensure_world
-    from cirbench.synth.backbones import ensure_backbones
+    from cirbench.synth.default_world import ensure_world
+    from cirbench.synth.tiny_backbones import ensure_backbones
 
     world = ensure_world(world, progress)
     if not (world / "fashioniq").is_dir():
@@ -104,7 +104,7 @@ def synthetic_data(world: Path | None, out: Path, progress: bool, log: Log) -> d
 def _build_datasets(world: Path, out: Path, log: Log) -> dict[str, Path]:
     from cirbench.facap.build import FacapBuildConfig, build_facap, world_sources
     from cirbench.facap.enhfiq import EnhFiqBuildConfig, build_enhfiq
-    from cirbench.facap.world import world_embedder
+    from cirbench.synth.default_world import world_embedder
 
     embedder, note = world_embedder(None, world)
     if note:

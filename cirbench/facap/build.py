@@ -12,8 +12,8 @@ from typing import Callable
 
 import cirbench
 from cirbench.data.schema import DataError
-from cirbench.facap.backends import BackendOptions, Captioner, Modifier, build_captioner_for, build_modifier
-from cirbench.facap.embedding import DEFAULT_CLIP, Embedder, make_embedder
+from cirbench.facap.backends import BackendOptions, Captioner, Modifier, make_annotators
+from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import write_facap_release
 from cirbench.facap.pipeline import PipelineSettings, run_pipeline
 from cirbench.facap.sources import SourceData, limit_records, read_deepfashion_mm, read_fashion200k, read_folder
@@ -76,9 +76,7 @@ def build_facap(
     ``sources``: the config's sources already read (``read_sources``)."""
     sources = sources or read_sources(config)
     records = [r for source in sources for r in limit_records(source.records, config.limit)]
-    embedder = embedder or make_embedder(config.clip_model, config.device)
-    captioner = captioner or build_captioner_for(config.captioner, config.captioner_options, embedder)
-    modifier = modifier or build_modifier(config.modifier, config.modifier_options)
+    embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)
     described = [_describe_source(spec, source, config.limit) for spec, source in zip(config.sources, sources)]
     identity = {"sources": described, "limit": config.limit}
     result = run_pipeline(records, Path(config.out) / "work", embedder, captioner, modifier, config.settings, identity)

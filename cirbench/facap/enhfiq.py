@@ -19,12 +19,12 @@ from pathlib import Path
 
 import cirbench
 from cirbench.data.schema import DataError
-from cirbench.facap.backends import BackendOptions, Captioner, Modifier, build_captioner_for, build_modifier
-from cirbench.facap.embedding import DEFAULT_CLIP, Embedder, make_embedder
+from cirbench.facap.backends import BackendOptions, Captioner, Modifier, make_annotators
+from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import json_bytes, write_files
 from cirbench.facap.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from cirbench.facap.sources import ImageRecord
-from cirbench.facap.store import write_atomic
+from cirbench.files import write_atomic
 
 SPLIT = "val"
 
@@ -70,9 +70,7 @@ def build_enhfiq(
     ``by_category``: the val records already read (``val_records``)."""
     root = Path(config.fashioniq)
     by_category = by_category or val_records(root, config.categories)
-    embedder = embedder or make_embedder(config.clip_model, config.device)
-    captioner = captioner or build_captioner_for(config.captioner, config.captioner_options, embedder)
-    modifier = modifier or build_modifier(config.modifier, config.modifier_options)
+    embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)
     records = [r for group in by_category.values() for r in group]
     identity = {"fashioniq": str(root.resolve()), "categories": sorted(by_category)}
     result = run_pipeline(records, Path(config.out) / "work", embedder, captioner, modifier, config.settings, identity)

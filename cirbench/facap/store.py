@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from cirbench.data.schema import DataError
+from cirbench.files import write_atomic
 
 
 class JsonlStore:
@@ -58,18 +59,6 @@ class JsonlStore:
         if not isinstance(record, dict) or not isinstance(record.get("key"), str):
             raise DataError(self.path, f"line {line_no}", 'store record without a string "key"')
         return record
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def save_array(path: Path, array) -> None:

@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
+from cirbench import files
 from cirbench.data.schema import DataError
 
 MODEL_CONFIG = "config.json"
@@ -61,18 +62,15 @@ def state_dict_sha256(module: nn.Module) -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    files.write_json_atomic(path, data, sort_keys=True)
 
 
 def write_model_folder(module: nn.Module, directory: str | Path, config: dict[str, Any]) -> Path:
     """Write config.json and model.safetensors (shared tensors stored once)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{MODEL_WEIGHTS}.tmp"
-    save_model(module, str(tmp))
-    os.replace(tmp, directory / MODEL_WEIGHTS)
+    with files.replacing(directory / MODEL_WEIGHTS) as tmp:
+        save_model(module, str(tmp))
     write_json_atomic(directory / MODEL_CONFIG, config)
     return directory
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from cirbench.config import changed_keys, config_hash
 from cirbench.data.schema import DataError
+from cirbench.progress import progress_bar
 from cirbench.train import distributed
 from cirbench.train.checkpoint import (
     latest_checkpoint,
@@ -168,7 +169,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = _Hooks(validate, validate_every, on_step)
     runner = _Runner(model, optimizer, settings, plan, total, device, run_dir, config, hooks)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _progress(progress) as bar:
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), progress_bar(progress, quiet=not distributed.is_main_process()) as bar:
         runner.run(dataset, start, bar)
     final_dir = _save_final(model, run_dir, config) if distributed.is_main_process() else None
     _barrier()
@@ -346,7 +347,7 @@ def format_epoch_line(line: dict[str, Any]) -> str:
     text = (f"epoch {line['epoch']}  step {line['step']}/{line['total_steps']}  {losses}  "
             f"lr {line['lr']:.2e}  {line['samples_per_s']:.1f} samples/s")
     if line.get("val"):
-        text += "  val " + "  ".join(f"{name} {value:.2f}" for name, value in line["val"].items())
+        text += "  val " + "  ".join(f"{name} {'—' if value is None else f'{value:.2f}'}" for name, value in line["val"].items())
     return text
 
 
@@ -391,18 +392,6 @@ def _check_finite(step: int, losses: dict[str, float]) -> None:
 def _barrier() -> None:
     if distributed.world_size() > 1:
         torch.distributed.barrier()
-
-
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-        disable=not enabled or not distributed.is_main_process(),
-    )
 
 
 def _lists(value: Any) -> Any:

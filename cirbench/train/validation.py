@@ -13,10 +13,10 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from cirbench.data.registry import DATASETS
+from cirbench.data.benchmarks import DATASETS
 from cirbench.data.schema import DataError
 from cirbench.eval.evaluator import evaluate
-from cirbench.eval.metrics import recall_at_k
+from cirbench.eval.metrics import category_mean, recall_at_k
 from cirbench.eval.protocols import get_protocol
 
 EVAL_KEYS = {"dataset", "root", "split", "categories", "missing", "protocol", "every", "batch_size"}
@@ -46,8 +46,9 @@ def make_validator(
     return validate
 
 
-def summarise(ranks_per_category: list[np.ndarray], ks: tuple[int, ...]) -> dict[str, float]:
-    """Mean over categories (those with queries) of Recall@K for each K, and their mean (the headline)."""
-    evaluated = [ranks for ranks in ranks_per_category if len(ranks)]
-    means = {f"R@{k}": float(np.mean([recall_at_k(ranks, k) for ranks in evaluated])) for k in ks}
-    return {**means, "headline": float(np.mean(list(means.values())))}
+def summarise(ranks_per_category: list[np.ndarray], ks: tuple[int, ...]) -> dict[str, float | None]:
+    """Mean over categories of Recall@K for each K (``category_mean``: None when a category has
+    no queries), and their mean (the headline)."""
+    means = {f"R@{k}": category_mean({str(i): recall_at_k(r, k) for i, r in enumerate(ranks_per_category)}) for k in ks}
+    values = list(means.values())
+    return {**means, "headline": None if None in values else sum(values) / len(values)}

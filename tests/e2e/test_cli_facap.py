@@ -36,7 +36,7 @@ def test_every_command_has_help_with_an_example(command):
 
 def test_default_build_writes_the_default_world_then_builds_from_it(tmp_path, monkeypatch):
     monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("cirbench.facap.world.DEFAULT_PRESET", "tiny")  # the default world, at test size
+    monkeypatch.setattr("cirbench.synth.default_world.DEFAULT_PRESET", "tiny")  # the default world, at test size
     out = tmp_path / "facap"
     result = run("build-facap", "--out", out)
     assert result.exit_code == 0, result.output

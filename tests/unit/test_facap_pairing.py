@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cirbench.facap.bench import bench_pairing, category_sizes
+from cirbench.facap.bench_pairing import bench_pairing, category_sizes
 from cirbench.facap.embedding import unit_rows
 from cirbench.facap.pairing import group_indices, pair_group, search_excluding_products, stable_choice
 

@@ -16,7 +16,7 @@ from cirbench.data.fashioniq import (
     read_category,
     read_fashioniq_train,
 )
-from cirbench.data.registry import DATASETS
+from cirbench.data.benchmarks import DATASETS
 from cirbench.data.schema import DataError
 
 REAL_FASHIONIQ = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashioniq"

@@ -16,7 +16,8 @@ from cirbench.data.schema import DataError
 from cirbench.eval.evaluator import EvalResult, SplitRanks
 from cirbench.eval.metrics import recall_at_k, recall_with_ci, summarize
 from cirbench.eval.protocols import FASHIONIQ_V1, PROTOCOLS
-from cirbench.report.tables import build_tables, render, to_latex, write_tables
+from cirbench.report.table_formats import render, to_latex, write_tables
+from cirbench.report.tables import build_tables
 from cirbench.results import (
     RECORD_FIELDS,
     eval_records,

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from cirbench.data.images import open_rgb
 from cirbench.facap.backends import (
-    BackendOptions, CaptionRequest, ModificationRequest, Result, format_attributes, stage_prompt,
+    BackendOptions, CaptionRequest, ModificationRequest, Result, caption_prompt, modification_prompt, stage_prompt,
 )
 
 
@@ -38,6 +38,13 @@ class _GenerationBackend:
             "prompt": self.prompt.record(),
         }
 
+    def _run(self, requests: Sequence) -> list[Result]:
+        """Every request's text, ``options.batch_size`` conversations per generate call."""
+        results: list[Result] = []
+        for batch in _batches(requests, self.options.batch_size):
+            results += self._generate([self._conversation(r) for r in batch])
+        return results
+
     def _generate(self, conversations: list[list[dict]]) -> list[str]:
         import torch
 
@@ -58,17 +65,11 @@ class TransformersCaptioner(_GenerationBackend):
         )
 
     def caption(self, requests: Sequence[CaptionRequest]) -> list[Result]:
-        results: list[Result] = []
-        for batch in _batches(requests, self.options.batch_size):
-            results += self._generate([self._conversation(r) for r in batch])
-        return results
+        return self._run(requests)
 
     def _conversation(self, request: CaptionRequest) -> list[dict]:
-        text = self.prompt.render(
-            category=request.category, description=request.description or "(none)",
-            attributes=format_attributes(request.attributes),
-        )
         image = open_rgb(request.image_path)
+        text = caption_prompt(self.prompt, request)
         return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
 
 
@@ -82,16 +83,10 @@ class TransformersModifier(_GenerationBackend):
         )
 
     def modify(self, requests: Sequence[ModificationRequest]) -> list[Result]:
-        results: list[Result] = []
-        for batch in _batches(requests, self.options.batch_size):
-            results += self._generate([self._conversation(r) for r in batch])
-        return results
+        return self._run(requests)
 
     def _conversation(self, request: ModificationRequest) -> list[dict]:
-        text = self.prompt.render(
-            category=request.category, reference_caption=request.reference_caption, target_caption=request.target_caption,
-        )
-        return [{"role": "user", "content": text}]
+        return [{"role": "user", "content": modification_prompt(self.prompt, request)}]
 
 
 def build_captioner(options: BackendOptions) -> TransformersCaptioner:

@@ -1,6 +1,10 @@
-"""The synthetic world as the builders' default input: the cached default world, written on first
-use with the synthetic-world library (as ``cirbench synth --preset default --seed 0`` would), and
-the world's pre-trained tiny CLIP as the pairing encoder when one has been built."""
+"""The synthetic world as the FACap builders' default input: the cached default world, written on
+first use (as ``cirbench synth --preset default --seed 0`` would), and the world's pre-trained
+tiny CLIP as the pairing encoder when one has been built.
+
+It lives with the world because the dependency goes one way: ``synth`` uses ``facap`` (the
+world's tokenizer vocabulary holds what the offline FACap backends write; the builders read the
+world's sources), and ``facap`` never imports ``synth``."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def ensure_world(world: Path | None, progress: bool = True) -> Path:
     """``world`` as given, or the default world (written now if the cache lacks it)."""
     if world is not None:
         return Path(world)
-    from cirbench.facap.progress import stage_progress
+    from cirbench.progress import stage_progress
     from cirbench.synth.presets import resolve_knobs
     from cirbench.synth.world import check_target, plan_world, write_plan
 
