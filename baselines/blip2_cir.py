@@ -104,10 +104,12 @@ class Blip2CIRModel(nn.Module):
 
         Non-reentrant: the frozen ViT's inputs need no grad for the adapters inside it to get theirs.
         """
+        from cirbench.compat import disable_activation_checkpointing, enable_activation_checkpointing
+
         if enable:
-            self.backbone.blip.activation_checkpointing_enable({"use_reentrant": False})
+            enable_activation_checkpointing(self.backbone.blip, {"use_reentrant": False})
         else:
-            self.backbone.blip.activation_checkpointing_disable()
+            disable_activation_checkpointing(self.backbone.blip)
 
     def checkpoint_hash(self) -> str:
         """sha256 over the state dict (names, dtypes, shapes, bytes); recomputed only after weights change."""
