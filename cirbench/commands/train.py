@@ -13,8 +13,8 @@ from typing import Any, List, Optional
 import typer
 
 from cirbench.commands.core import user_errors
-
 from cirbench.data.schema import DataError
+from cirbench.devices import DEVICE_HELP
 
 
 class Size(str, Enum):
@@ -34,6 +34,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", show_default="runs/train-<model>-<recipe>", help="Run folder: checkpoints/, final/, log.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " Under torchrun, cuda is cuda:LOCAL_RANK."),
+    dist_backend: Optional[str] = typer.Option(None, "--dist-backend", show_default="nccl on CUDA, gloo on CPU ($CIRBENCH_DIST_BACKEND)", help="Process-group backend under torchrun."),
 ) -> None:
     """Train a model from a recipe; the trained model lands in OUT/final (use it with --checkpoint).
 
@@ -43,13 +45,16 @@ def train(
     Example: cirbench train clip4cir --recipe recipes/clip4cir/stage1_tiny.yaml --set train.steps=20
     """
     from cirbench.config import apply_overrides, config_hash, load_recipe
+    from cirbench.devices import resolve_device
     from cirbench.train.recipe_run import train_from_recipe
 
     with user_errors():
+        target = resolve_device(device)
         config = apply_overrides(load_recipe(recipe), overrides or [])
         spec = _model_spec(model, config, recipe)
         run_dir = out or Path("runs") / f"train-{spec.replace(':', '_')}-{recipe.stem}"
-        result = train_from_recipe(spec, config, recipe, run_dir, resume=resume, progress=progress)
+        result = train_from_recipe(spec, config, recipe, run_dir, resume=resume, progress=progress,
+                                   device=target, backend=dist_backend)
     if result.final_dir is not None:
         typer.echo(f"trained model: {result.final_dir} (recipe hash {config_hash(config)})")
         typer.echo(f"evaluate it: cirbench eval --model {spec} --checkpoint {result.final_dir} --dataset ... --data-root ...")
