@@ -67,6 +67,53 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+@contextmanager
+def library_output_to_stderr(active: bool = True) -> Iterator[None]:
+    """Around the work of a ``--json`` command (not its final print), so that stdout holds exactly
+    the command's JSON whatever the libraries print: anything printed goes to stderr, and the hub's
+    and transformers' progress bars ("Loading weights", "Writing model shards") are off."""
+    import os
+    import sys
+    from contextlib import redirect_stdout
+
+    if not active:
+        yield
+        return
+    bars = "HF_HUB_DISABLE_PROGRESS_BARS"
+    previous = os.environ.get(bars)
+    os.environ[bars] = "1"  # read when huggingface_hub / transformers are imported
+    restore = _disable_loaded_progress_bars()
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        restore()
+        if previous is None:
+            os.environ.pop(bars, None)
+        else:
+            os.environ[bars] = previous
+
+
+def _disable_loaded_progress_bars():
+    """Turn off the progress bars of huggingface_hub / transformers if already imported; returns the undo."""
+    import sys
+
+    undo = []
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        if not are_progress_bars_disabled():
+            disable_progress_bars()
+            undo.append(enable_progress_bars)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        if hf_logging.is_progress_bar_enabled():
+            hf_logging.disable_progress_bar()
+            undo.append(hf_logging.enable_progress_bar)
+    return lambda: [step() for step in undo]
+
+
 # ---- models ----------------------------------------------------------------------------------
 
 
@@ -379,7 +426,8 @@ def bench_eval(
 
     with user_errors():
         device = resolve_device(device)
-    with _console(stderr=True).status(f"timing both paths on three categories, best of {repeats} ..."):
+    with _console(stderr=True).status(f"timing both paths on three categories, best of {repeats} ..."), \
+            library_output_to_stderr(json_output):
         report = run_eval_bench(chunk_size=chunk_size, repeats=repeats, seed=seed, device=device)
     if json_output:
         typer.echo(json.dumps(report))

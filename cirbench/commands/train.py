@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from cirbench.commands.core import user_errors
+from cirbench.commands.core import library_output_to_stderr, user_errors
 from cirbench.data.schema import DataError
 from cirbench.devices import DEVICE_HELP
 
@@ -79,8 +79,11 @@ def bench_train(
     grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing/--no-grad-checkpointing", show_default="on for vitg", help="Recompute activations in the backward pass."),
     backbone_dir: Optional[Path] = typer.Option(None, "--backbone-dir", help="vitg: where the random ViT-g backbone folder is made (default: a temporary folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="Also record one step with torch.profiler: the operator table in PROFILE/profile.txt, attention and cast shares in the report."),
 ) -> None:
-    """Training throughput of one model: samples/s (and on GPU peak memory and MFU).
+    """Training throughput of one model: samples/s (and on GPU peak memory and MFU), and where a
+    step's time goes: vision tower forward, the rest of the forward, backward (with recomputation),
+    optimizer.
 
     Example: cirbench bench train --model fashionblip2 --size tiny --json
     """
@@ -91,7 +94,7 @@ def bench_train(
     from cirbench.interface import build_model, resolve_spec
     from cirbench.train.bench import benchmark_training, random_vitg_blip2_dir
 
-    with user_errors():
+    with user_errors(), library_output_to_stderr(as_json):
         if size is Size.vitg and not torch.cuda.is_available():
             raise DataError("--size", "vitg", "needs a CUDA GPU (ViT-g training at batch 512); use --size tiny on CPU")
         spec = str(resolve_spec(f"{model}:{'test_tiny' if size is Size.tiny else 'vitg'}"))
@@ -107,6 +110,7 @@ def bench_train(
                 steps=steps, device="cpu" if size is Size.tiny else "cuda",
                 precision="fp32" if size is Size.tiny else "bf16",
                 grad_checkpointing=size is Size.vitg if grad_checkpointing is None else grad_checkpointing,
+                profile_dir=profile,
             )
     typer.echo(json.dumps(report) if as_json else _bench_text(report))
 
@@ -119,6 +123,14 @@ def _bench_text(report: dict[str, Any]) -> str:
         f"{report['trainable_params']:,} of {report['total_params']:,} parameters trained)",
     ]
     lines.append(f"  {report['achieved_tflops']:.3g} model TFLOP/s ({report['model_tflops_per_step']:.3g} TFLOP per step)")
+    shares = "  ".join(f"{name} {100 * share:.0f}%" for name, share in report["phases"].items())
+    lines.append(f"  one step: {shares}")
+    if report.get("attention"):
+        lines.append("  attention: " + ", ".join(f"{part} {kind}" for part, kind in report["attention"].items()))
+    if "profile" in report:
+        profiled = report["profile"]
+        lines.append(f"  profile: attention ops {100 * profiled['attention_share']:.0f}%, dtype casts "
+                     f"{100 * profiled['cast_share']:.0f}% of the step's self time; table: {profiled['table']}")
     if "peak_gpu_memory_gb" in report:
         mfu = f"{100 * report['mfu']:.1f}%" if report["mfu"] is not None else "n/a (no peak known for this device/precision)"
         lines.append(f"  peak GPU memory {report['peak_gpu_memory_gb']:.1f} GiB, MFU {mfu}")

@@ -248,6 +248,8 @@ class Stepper:
         self.total_steps, self.device = total_steps, device
         self.losses = _wrap_ddp(_Losses(model, settings.tasks), device)
         self.bf16 = settings.precision == "bf16" and device.type == "cuda"  # autocast on CUDA only
+        # phase(name) -> a context around each phase of the step; cirbench.train.bench times them
+        self.phase: Callable[[str], Any] = lambda name: nullcontext()
 
     def step(self, step: int, micro_batches: list) -> dict[str, float]:
         """Returns the step's losses (mean over micro-batches and ranks).
@@ -259,7 +261,8 @@ class Stepper:
             self.forward_backward(step, micro, batch, len(micro_batches), totals)
         reduced = self._reduced_losses(totals)  # before the update: a NaN stops with the weights intact
         _check_finite(step, reduced)
-        self.optimizer_step(step)
+        with self.phase("optimizer"):
+            self.optimizer_step(step)
         return reduced
 
     def forward_backward(self, step: int, micro: int, batch, n_micro: int, totals: dict[str, torch.Tensor]) -> None:
@@ -268,9 +271,10 @@ class Stepper:
         last = micro == n_micro - 1
         sync = nullcontext() if last or not hasattr(self.losses, "no_sync") else self.losses.no_sync()
         with sync:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            with self.phase("forward"), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 losses = self.losses(_to_device(batch, self.device))
-            (sum(losses.values()) / n_micro).backward()
+            with self.phase("backward"):
+                (sum(losses.values()) / n_micro).backward()
         for name, value in losses.items():
             totals[name] = totals.get(name, 0) + value.detach().float() / n_micro
 
