@@ -53,8 +53,9 @@ def cli(tmp_path, monkeypatch):
     return invoke
 
 
-def fake_eval(cli, *extra: str, out: str = "run") -> str:
-    return cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", out, *extra)
+def fake_eval(cli, *extra: str, out: str = "run", code: int = 0) -> str:
+    return cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", out, *extra,
+               code=code)
 
 
 def _every_command() -> list[list[str]]:
