@@ -19,7 +19,8 @@ from cirbench.devices import DEVICE_HELP
 
 class Size(str, Enum):
     tiny = "tiny"
-    vitg = "vitg"
+    full = "full"
+    vitg = "vitg"  # the name before RN50x4 joined: the same as full
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -72,12 +73,12 @@ def _model_spec(model: str, config: dict[str, Any], recipe: Path) -> str:
 
 def bench_train(
     model: str = typer.Option(..., "--model", help="Registered model name, e.g. fashionblip2."),
-    size: Size = typer.Option(Size.tiny, "--size", help="tiny: the test_tiny variant on CPU; vitg: the ViT-g variant on CUDA (random weights)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default="32 tiny, 512 vitg", help="Samples per optimizer step."),
+    size: Size = typer.Option(Size.tiny, "--size", help="tiny: the test_tiny variant on CPU; full (or vitg): the paper size on CUDA, random weights: ViT-g for fashionblip2 and sprc, RN50x4 for clip4cir."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default="32 tiny, 512 full", help="Samples per optimizer step."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch", min=1, show_default="batch size", help="Samples per forward pass (gradient accumulation)."),
     steps: int = typer.Option(5, "--steps", min=1, help="Timed optimizer steps (after 2 warm-up steps)."),
-    grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing/--no-grad-checkpointing", show_default="on for vitg", help="Recompute activations in the backward pass."),
-    backbone_dir: Optional[Path] = typer.Option(None, "--backbone-dir", help="vitg: where the random ViT-g backbone folder is made (default: a temporary folder)."),
+    grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing/--no-grad-checkpointing", show_default="on at full size", help="Recompute activations in the backward pass."),
+    backbone_dir: Optional[Path] = typer.Option(None, "--backbone-dir", help="full: where the random backbone folders are made, and reused (default: a temporary folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="Also record one step with torch.profiler: the operator table in PROFILE/profile.txt, attention and cast shares in the report."),
 ) -> None:
@@ -91,25 +92,24 @@ def bench_train(
 
     import torch
 
-    from cirbench.interface import build_model, resolve_spec
-    from cirbench.train.bench import benchmark_training, random_vitg_blip2_dir
+    from cirbench.interface import MODELS, build_model, resolve_spec
+    from cirbench.train.bench import FULL_SIZE_VARIANTS, benchmark_training, full_size_model
 
+    full = size is not Size.tiny
     with user_errors(), library_output_to_stderr(as_json):
-        if size is Size.vitg and not torch.cuda.is_available():
-            raise DataError("--size", "vitg", "needs a CUDA GPU (ViT-g training at batch 512); use --size tiny on CPU")
-        spec = str(resolve_spec(f"{model}:{'test_tiny' if size is Size.tiny else 'vitg'}"))
+        if full and not torch.cuda.is_available():
+            raise DataError("--size", size.value, "needs a CUDA GPU (paper-size training at batch 512); use --size tiny on CPU")
+        if full and model not in FULL_SIZE_VARIANTS:
+            MODELS.entry(model)  # an unknown name: the registry's error with close matches
+            raise DataError("--model", model, f"no paper-size variant to train (models: {', '.join(FULL_SIZE_VARIANTS)})")
         with tempfile.TemporaryDirectory() as scratch:
-            overrides = {}
-            if size is Size.vitg:
-                overrides["backbone_dir"] = str(random_vitg_blip2_dir(backbone_dir or Path(scratch) / "vitg"))
-            built = build_model(spec, **overrides)
+            built = full_size_model(model, backbone_dir or scratch) if full else build_model(str(resolve_spec(f"{model}:test_tiny")))
             if not built.stages:
                 raise DataError("--model", model, "a zero-shot model: it has nothing to train")
             report = benchmark_training(
-                built, batch_size=batch_size or (32 if size is Size.tiny else 512), micro_batch=micro_batch,
-                steps=steps, device="cpu" if size is Size.tiny else "cuda",
-                precision="fp32" if size is Size.tiny else "bf16",
-                grad_checkpointing=size is Size.vitg if grad_checkpointing is None else grad_checkpointing,
+                built, batch_size=batch_size or (512 if full else 32), micro_batch=micro_batch,
+                steps=steps, device="cuda" if full else "cpu", precision="bf16" if full else "fp32",
+                grad_checkpointing=full if grad_checkpointing is None else grad_checkpointing,
                 profile_dir=profile,
             )
     typer.echo(json.dumps(report) if as_json else _bench_text(report))

@@ -282,3 +282,36 @@ def random_vitg_blip2_dir(directory: str | Path) -> Path:
         blip = Blip2ForImageTextRetrieval(vitg_blip2_config())
     Blip2Backbone(blip, build_tiny_tokenizer()).save_pretrained(directory)
     return directory
+
+
+# The paper-size variant of each trainable model, and the random-weight backbone folder it is built from.
+FULL_SIZE_VARIANTS = {"fashionblip2": "vitg", "sprc": "vitg", "clip4cir": "rn50x4"}
+
+
+def random_clip_dir(model_name: str, directory: str | Path) -> Path:
+    """An open_clip model folder (local-dir format) of ``model_name`` with random weights and
+    QuickGELU, as the OpenAI weights use; built offline (``pretrained=None``, no download)."""
+    from cirbench.backbones.clip import OPEN_CLIP_CONFIG, load_clip
+
+    directory = Path(directory)
+    if (directory / OPEN_CLIP_CONFIG).is_file():
+        return directory
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        backbone = load_clip(model_name, None)
+    backbone.model_cfg["quick_gelu"] = True  # the folder rebuilds with QuickGELU; random weights fit either
+    return backbone.save_open_clip(directory)
+
+
+def full_size_model(name: str, scratch: str | Path) -> nn.Module:
+    """``name`` at paper size (ViT-g BLIP-2 or RN50x4 CLIP) with random weights; backbone folders
+    are made once under ``scratch`` and reused."""
+    from cirbench.interface import build_model
+
+    variant = FULL_SIZE_VARIANTS.get(name)
+    if variant is None:
+        raise ValueError(f"no paper-size variant known for {name!r}; known: {', '.join(FULL_SIZE_VARIANTS)}")
+    if variant == "vitg":
+        backbone = random_vitg_blip2_dir(Path(scratch) / "vitg")
+    else:
+        backbone = random_clip_dir({"rn50x4": "RN50x4"}[variant], Path(scratch) / variant)
+    return build_model(f"{name}:{variant}", backbone_dir=str(backbone))

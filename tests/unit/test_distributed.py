@@ -96,11 +96,15 @@ class StrictProcessGroup:
         self.calls.append("barrier")
 
 
-@pytest.fixture
-def strict_group(monkeypatch):
-    """The stand-in in place of torch.distributed, inside the unplaced-tensor mode."""
+DEVICES = [torch.device("cpu")] + ([torch.device("cuda", 0)] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES, ids=str)
+def strict_group(monkeypatch, request):
+    """The stand-in in place of torch.distributed, inside the unplaced-tensor mode, for each device
+    there is (on a GPU machine the device check is the real one)."""
     unplaced = UnplacedTensors()
-    group = StrictProcessGroup(torch.device("cpu"), unplaced)
+    group = StrictProcessGroup(request.param, unplaced)
     monkeypatch.setattr(distributed, "dist", group)
     monkeypatch.setattr(distributed, "_differentiable_all_gather", group.all_gather)
     monkeypatch.setattr(distributed, "launched_with_torchrun", lambda: False)  # the group "exists" already
@@ -114,7 +118,9 @@ def strict_group(monkeypatch):
 def test_the_training_step_hands_collectives_only_tensors_on_the_model_device(strict_group, tmp_path):
     model = _fresh_model(dropout=0.0)
     dataset = TripletDataset(_triplets(tmp_path, 16), model.preprocess, seed=1)
-    result = loop.train(model, dataset, _settings(steps=2, grad_accum=2), tmp_path / "run", progress=False)
+    result = loop.train(model, dataset, _settings(steps=2, grad_accum=2), tmp_path / "run", progress=False,
+                        device=strict_group.device)
+    assert all(p.device == strict_group.device for p in model.parameters())
     assert result.steps == 2
     assert {"all_reduce", "all_gather", "all_gather_object", "barrier"} <= set(strict_group.calls)
 
