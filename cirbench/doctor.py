@@ -347,7 +347,10 @@ def _warm_up(model, plan: DoctorPlan) -> None:
 def _subprocess(command: list[str], timeout_s: int) -> dict[str, Any]:
     """Run ``command`` (output captured); a timeout is a failure with what it printed."""
     started = time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # PYTHONSAFEPATH: `python -m pytest` run from the repository root must import the installed
+    # cirbench (a wheel on GPU machines), not the source folder, where cirbench.baselines is absent.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONSAFEPATH": "1"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
         code, output = done.returncode, done.stdout + done.stderr
