@@ -3,8 +3,9 @@
 AdamW over the parameters the stage leaves trainable (no weight decay on biases and norms),
 gradient accumulation, bf16 autocast on CUDA, gradient checkpointing when the model offers it,
 the device the caller names (``cirbench.devices`` is the CLI's rule; under torchrun ``cuda`` is
-``cuda:LOCAL_RANK``), DistributedDataParallel under torchrun, a rich progress bar, one line per epoch (with validation
-when a validator is given), and checkpoints in safetensors (``cirbench.train.checkpoint``).
+``cuda:LOCAL_RANK``), DistributedDataParallel under torchrun, a rich progress bar, one line per
+epoch (with validation when a validator is given), and checkpoints in safetensors
+(``cirbench.train.checkpoint``).
 
 Resuming gives the same result as an uninterrupted run: the data order and the text
 randomisation are functions of (seed, epoch, index) (``cirbench.train.data``), torch's RNG

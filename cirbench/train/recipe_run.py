@@ -28,7 +28,9 @@ def train_from_recipe(
         _check_stage_and_tasks(model, settings, recipe)
         dataset, dataset_name = _training_data(config.get("data") or {}, recipe, model, settings)
         eval_cfg = config.get("eval")
-        validate = make_validator(eval_cfg, recipe, str(device)) if eval_cfg else None
+        # bf16 training on CUDA validates under bf16 autocast too (as the loop's own autocast: CUDA only)
+        precision = settings.precision if device.type == "cuda" else "fp32"
+        validate = make_validator(eval_cfg, recipe, str(device), precision) if eval_cfg else None
         if distributed.is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "recipe.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
