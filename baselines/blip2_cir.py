@@ -104,19 +104,34 @@ class Blip2CIRModel(nn.Module):
 
         Non-reentrant: the frozen ViT's inputs need no grad for the adapters inside it to get theirs.
         """
+        from cirbench.compat import disable_activation_checkpointing, enable_activation_checkpointing
+
         if enable:
-            self.backbone.blip.activation_checkpointing_enable({"use_reentrant": False})
+            enable_activation_checkpointing(self.backbone.blip, {"use_reentrant": False})
         else:
-            self.backbone.blip.activation_checkpointing_disable()
+            disable_activation_checkpointing(self.backbone.blip)
+
+    def hold_in_bf16(self) -> None:
+        """For a model built only to be evaluated at bf16: the ViT's weights in bf16 (frozen in every
+        stage; BLIP-2 itself runs it in half precision), the Q-Former left fp32 under autocast, as
+        transformers keeps it. Irreversible. The checkpoint hash stays that of the weights as
+        loaded: results name the checkpoint, not the cast."""
+        identity = self.checkpoint_hash()
+        self.backbone.blip.vision_model.to(torch.bfloat16)
+        self._hash_cache = (self._fingerprint(self.state_dict()), identity)
 
     def checkpoint_hash(self) -> str:
         """sha256 over the state dict (names, dtypes, shapes, bytes); recomputed only after weights change."""
         state = self.state_dict()
-        # Every in-place update (optimizer step, load_state_dict) bumps a tensor's version counter.
-        fingerprint = tuple((name, tensor.data_ptr(), tensor._version) for name, tensor in state.items())
+        fingerprint = self._fingerprint(state)
         if self._hash_cache is None or self._hash_cache[0] != fingerprint:
             self._hash_cache = (fingerprint, _sha256_of_state(state))
         return self._hash_cache[1]
+
+    @staticmethod
+    def _fingerprint(state: dict[str, torch.Tensor]) -> tuple:
+        # Every in-place update (optimizer step, load_state_dict) bumps a tensor's version counter.
+        return tuple((name, tensor.data_ptr(), tensor._version) for name, tensor in state.items())
 
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)

@@ -34,6 +34,9 @@ RECORD_FIELDS = (
     "metric", "value", "ci_low", "ci_high", "n_queries", "n_queries_total", "git_commit",
     "package_version", "seed", "device", "created",
 )
+# Written into every new record, not required when reading: files written before it existed stay
+# readable (their evaluations ran in fp32).
+PRECISION_FIELD = "precision"
 RANK_FIELDS = (
     "run_id", "model", "checkpoint_hash", "dataset", "category", "split", "protocol", "seed",
     "n_gallery", "n_queries_total", "query_ids", "ranks",
@@ -63,6 +66,11 @@ def _git(cwd: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def record_precision(record: dict[str, Any]) -> str:
+    """The precision a record's evaluation ran at (records from before the field: fp32)."""
+    return str(record.get(PRECISION_FIELD) or "fp32")
+
+
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -88,6 +96,7 @@ def eval_records(
         "package_version": cirbench.__version__, "seed": seed, "device": result.device,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    precision = {PRECISION_FIELD: result.precision}
     records = []
     for split in result.splits:
         estimates = recall_with_ci(split.ranks, protocol.ks, split.category, seed=seed, n_resamples=n_resamples)
@@ -99,7 +108,7 @@ def eval_records(
                 "n_queries_total": split.n_queries_total,
             })
     optional = {"label": label} if label else {}
-    return [{**{name: record[name] for name in RECORD_FIELDS}, **optional} for record in records]
+    return [{**{name: record[name] for name in RECORD_FIELDS}, **precision, **optional} for record in records]
 
 
 def rank_rows(result: "EvalResult", *, run_id: str, seed: int) -> list[dict[str, Any]]:
@@ -108,7 +117,7 @@ def rank_rows(result: "EvalResult", *, run_id: str, seed: int) -> list[dict[str,
             "run_id": run_id, "model": result.model, "checkpoint_hash": result.checkpoint_hash,
             "dataset": s.dataset, "category": s.category, "split": s.split, "protocol": result.protocol,
             "seed": seed, "n_gallery": s.n_gallery, "n_queries_total": s.n_queries_total,
-            "query_ids": list(s.query_ids), "ranks": [int(r) for r in s.ranks],
+            "query_ids": list(s.query_ids), "ranks": [int(r) for r in s.ranks], PRECISION_FIELD: result.precision,
         }
         for s in result.splits
     ]

@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# `--device auto` follows this: CPU tests stay on the CPU on a GPU machine too (their reference
+# numbers are fp32 CPU numbers); tests of the CUDA paths name their device.
+os.environ.setdefault("CIRBENCH_DEVICE", "cpu")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FASHIONIQ = REPO_ROOT.parent / "shared" / "data" / "fashioniq"

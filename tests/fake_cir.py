@@ -53,12 +53,14 @@ class FakeCIRModel:
 
     def encode_candidates(self, images: torch.Tensor) -> torch.Tensor:
         self.candidate_calls += 1
-        return _one_hot_heads(images.flatten(1) @ self.candidate_projection, self.shapes[1])
+        projection = self.candidate_projection.to(images.device)  # the evaluator places the images
+        return _one_hot_heads(images.flatten(1).float() @ projection, self.shapes[1])
 
     def encode_query(self, ref_images: torch.Tensor, texts) -> torch.Tensor:
         self.query_calls += 1
-        text = torch.stack([self._text_vector(t) for t in texts])
-        return _one_hot_heads(ref_images.flatten(1) @ self.query_projection + text, self.shapes[0])
+        text = torch.stack([self._text_vector(t) for t in texts]).to(ref_images.device)
+        projection = self.query_projection.to(ref_images.device)
+        return _one_hot_heads(ref_images.flatten(1).float() @ projection + text, self.shapes[0])
 
     def _text_vector(self, text: str) -> torch.Tensor:
         generator = torch.Generator().manual_seed(zlib.crc32(text.encode()))

@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from transformers import AutoTokenizer, BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
+from transformers import AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval, PreTrainedTokenizerFast
 
 from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND, synth_backbone_dir  # noqa: F401 (public here too)
+from cirbench.compat import dtype_kwargs, no_init_weights
 from cirbench.train.losses import duplicate_target_mask, in_batch_contrastive
 
 BLIP2_HUB_NAME = "Salesforce/blip2-itm-vit-g"
@@ -86,38 +87,60 @@ def words_of(texts: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(w for text in texts for w in re.findall(r"[a-z]+", text.lower())))
 
 
-def build_tiny_tokenizer(extra_words: Iterable[str] = (), max_length: int = 128) -> BertTokenizerFast:
+def build_tiny_tokenizer(extra_words: Iterable[str] = (), max_length: int = 128) -> PreTrainedTokenizerFast:
     """A BERT word-piece tokenizer built from an in-memory vocabulary (no files, no network).
 
     Single characters and their ``##`` continuations are in the vocabulary, so unknown words split
-    into pieces instead of collapsing to [UNK]. (``BertTokenizerFast(vocab_file=...)`` would
-    silently map everything to [UNK] in transformers 5: the vocabulary is passed as a dict.)
+    into pieces instead of collapsing to [UNK].
     """
     pieces = [*_SPECIAL_TOKENS, *string.punctuation, *_CHARACTERS, *(f"##{c}" for c in _CHARACTERS)]
     tokens = list(dict.fromkeys([*pieces, *_BASE_WORDS, *extra_words]))
-    vocab = {token: index for index, token in enumerate(tokens)}
-    return BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_length)
+    return wordpiece_tokenizer(tokens, max_length)
 
 
-def tokenizer_from_vocab_file(vocab_file: str | Path, bos_token: str = LAVIS_BOS_TOKEN,
-                              max_length: int = 512) -> BertTokenizerFast:
+def tokenizer_from_vocab_file(vocab_file: str | Path, bos_token: str | None = LAVIS_BOS_TOKEN,
+                              max_length: int = 512) -> PreTrainedTokenizerFast:
     """LAVIS's BLIP-2 tokenizer from a WordPiece ``vocab.txt`` (e.g. bert-base-uncased's): lower-casing
     BERT tokenization, with ``bos_token`` appended after the vocabulary as LAVIS adds it.
-
-    The vocabulary is read here and passed in memory (``vocab_file=`` maps every word to [UNK] in
-    transformers 5).
 
     Args:
         vocab_file: one token per line; a token's id is its line number.
         bos_token: the added token (LAVIS: ``[DEC]``); None adds nothing.
         max_length: the tokenizer's ``model_max_length``.
     """
-    tokens = Path(vocab_file).read_text(encoding="utf-8").splitlines()
-    vocab = {token: index for index, token in enumerate(tokens)}
-    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_length)
+    tokenizer = wordpiece_tokenizer(Path(vocab_file).read_text(encoding="utf-8").splitlines(), max_length)
     if bos_token:
         tokenizer.add_special_tokens({"bos_token": bos_token})
     return tokenizer
+
+
+def wordpiece_tokenizer(tokens: Sequence[str], max_length: int) -> PreTrainedTokenizerFast:
+    """BERT's lower-casing word-piece tokenizer over ``tokens`` (a token's id is its index), with the
+    [CLS] ... [SEP] template; the special tokens must be among ``tokens``.
+
+    Built with the ``tokenizers`` library, which every transformers release wraps alike:
+    ``BertTokenizerFast(vocab_file=...)`` silently maps everything to [UNK] in transformers 5, and
+    ``BertTokenizerFast(vocab=dict)`` does not exist in transformers 4.
+
+    Args:
+        tokens: the vocabulary in id order.
+        max_length: the tokenizer's ``model_max_length``.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    vocab = {token: index for index, token in enumerate(tokens)}
+    wordpiece = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    wordpiece.decoder = decoders.WordPiece(prefix="##")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=wordpiece, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+        mask_token="[MASK]", model_max_length=max_length,
+    )
 
 
 _TINY_INIT = 0.1
@@ -285,7 +308,7 @@ def _with_prefix_mask(text_mask: torch.Tensor, prefix_length: int) -> torch.Tens
 def load_blip2_backbone(source: str | Path) -> Blip2Backbone:
     """Weights, config and tokenizer from a hub name (downloaded beforehand) or a local folder."""
     # float32 like the heads added on top; training loops autocast to bf16 where it pays.
-    blip = Blip2ForImageTextRetrieval.from_pretrained(str(source), dtype=torch.float32)
+    blip = Blip2ForImageTextRetrieval.from_pretrained(str(source), **dtype_kwargs(torch.float32))
     return Blip2Backbone(blip, _checked_tokenizer(source))
 
 
@@ -294,8 +317,6 @@ def blip2_backbone_skeleton(directory: str | Path) -> Blip2Backbone:
 
     For checkpoints whose own safetensors file overwrites every weight right after.
     """
-    from transformers.initialization import no_init_weights
-
     config = Blip2Config.from_pretrained(str(directory))
     with no_init_weights():
         blip = Blip2ForImageTextRetrieval(config)

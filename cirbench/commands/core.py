@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Iterator, List, Optional
 import typer
 
 from cirbench.data.schema import DataError
+from cirbench.devices import DEVICE_HELP, PRECISION_HELP
 
 
 class Missing(str, Enum):
@@ -63,6 +65,53 @@ def user_errors() -> Iterator[None]:
     except (DataError, RegistryError, ComparisonError, FileNotFoundError) as exc:
         _console(stderr=True).print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+@contextmanager
+def library_output_to_stderr(active: bool = True) -> Iterator[None]:
+    """Around the work of a ``--json`` command (not its final print), so that stdout holds exactly
+    the command's JSON whatever the libraries print: anything printed goes to stderr, and the hub's
+    and transformers' progress bars ("Loading weights", "Writing model shards") are off."""
+    import os
+    import sys
+    from contextlib import redirect_stdout
+
+    if not active:
+        yield
+        return
+    bars = "HF_HUB_DISABLE_PROGRESS_BARS"
+    previous = os.environ.get(bars)
+    os.environ[bars] = "1"  # read when huggingface_hub / transformers are imported
+    restore = _disable_loaded_progress_bars()
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        restore()
+        if previous is None:
+            os.environ.pop(bars, None)
+        else:
+            os.environ[bars] = previous
+
+
+def _disable_loaded_progress_bars():
+    """Turn off the progress bars of huggingface_hub / transformers if already imported; returns the undo."""
+    import sys
+
+    undo = []
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        if not are_progress_bars_disabled():
+            disable_progress_bars()
+            undo.append(enable_progress_bars)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        if hf_logging.is_progress_bar_enabled():
+            hf_logging.disable_progress_bar()
+            undo.append(hf_logging.enable_progress_bar)
+    return lambda: [step() for step in undo]
 
 
 # ---- models ----------------------------------------------------------------------------------
@@ -137,8 +186,9 @@ def eval_model(
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode galleries afresh and cache nothing."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per encoder batch."),
     chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Queries scored at once."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    num_workers: int = typer.Option(0, "--num-workers", min=0, help="Image loading worker processes."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP + " bf16 also holds the frozen ViT's weights in bf16."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, show_default="0 on CPU, up to 8 on CUDA", help="Image decoding worker processes."),
     seed: int = typer.Option(0, "--seed", help="Seed for torch and the bootstrap intervals."),
 ) -> None:
     """Evaluate one model on one benchmark: target ranks, Recall@K with 95% intervals, records.
@@ -151,18 +201,24 @@ def eval_model(
     from cirbench.eval.protocols import get_protocol
     from cirbench.interface import resolve_spec
 
+    from cirbench.devices import resolve_device, resolve_precision
+    from cirbench.eval.evaluator import default_num_workers
+
+    with user_errors():
+        device = resolve_device(device)
+        options = EvalOptions(device, resolve_precision(precision, device), batch_size, chunk_size,
+                              default_num_workers(device) if num_workers is None else num_workers)
     if all_:
-        return _eval_all(data_root, runs, zero_shot, out, protocol, cache_dir, no_cache, device, seed, show_table)
+        return _eval_all(data_root, runs, zero_shot, out, protocol, cache_dir, no_cache, options, seed, show_table)
     with user_errors():
         if not model or not dataset:
             raise DataError("command line", "--model/--dataset", "give both (or --all)")
         spec = resolve_spec(model)
         eval_protocol = get_protocol(protocol)
-        _check_device(device)
         wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
         splits = DATASETS.get(dataset)(data_root, split=split, categories=wanted, missing=missing.value)
-        built = _build_on_device(str(spec), checkpoint, device, seed)
-        result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, batch_size, chunk_size, device, num_workers)
+        built = _build_on_device(str(spec), checkpoint, options, seed)
+        result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, options)
         run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
         records = _write_results(result, eval_protocol, run_dir, seed, _checkpoint_config_hash(checkpoint))
     _console().print(f"wrote {len(records)} records to {run_dir}", markup=False)
@@ -172,30 +228,41 @@ def eval_model(
         _print_tables(records, read_ranks([run_dir]))
 
 
-def _check_device(device: str) -> None:
+@dataclass(frozen=True)
+class EvalOptions:
+    """How ``eval`` runs, resolved from its options (device and precision by ``cirbench.devices``)."""
+
+    device: str
+    precision: str
+    batch_size: int
+    chunk_size: int
+    num_workers: int
+
+
+def _build_on_device(spec: str, checkpoint: Path | None, options: EvalOptions, seed: int):
+    """The model on the device; at bf16 its frozen towers held in bf16 (it is built for evaluation only)."""
     import torch
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError("--device", device, "CUDA is not available on this machine; use --device cpu")
-
-
-def _build_on_device(spec: str, checkpoint: Path | None, device: str, seed: int):
-    import torch
-
+    from cirbench.eval.evaluator import hold_in_bf16
     from cirbench.interface import build_model
 
     torch.manual_seed(seed)
     model = build_model(spec, checkpoint=checkpoint)
-    return model.to(device) if isinstance(model, torch.nn.Module) else model
+    if isinstance(model, torch.nn.Module):
+        model = model.to(options.device)
+    if options.precision == "bf16":
+        hold_in_bf16(model)
+    return model
 
 
-def _evaluate(model, splits, protocol, cache_dir, no_cache, batch_size, chunk_size, device, num_workers):
+def _evaluate(model, splits, protocol, cache_dir, no_cache, options: EvalOptions):
     from cirbench.eval.evaluator import evaluate
     from cirbench.eval.retrieval import default_cache_dir
 
     cache = None if no_cache else (cache_dir or default_cache_dir())
-    return evaluate(model, splits, protocol, batch_size=batch_size, chunk_size=chunk_size, cache_dir=cache,
-                    device=device, num_workers=num_workers)
+    return evaluate(model, splits, protocol, batch_size=options.batch_size, chunk_size=options.chunk_size,
+                    cache_dir=cache, device=options.device, num_workers=options.num_workers,
+                    precision=options.precision)
 
 
 def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
@@ -349,7 +416,7 @@ def bench_eval(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (ratio, peak_mb, times)."),
     chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Queries scored at once."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Timed runs per path after one warm-up (best kept)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the random features."),
 ) -> None:
     """Time the evaluator's scoring + ranking on FashionIQ-val-sized random multihead features
@@ -357,11 +424,13 @@ def bench_eval(
 
     Example: cirbench bench eval --json
     """
+    from cirbench.devices import resolve_device
     from cirbench.eval.bench import run_eval_bench
 
     with user_errors():
-        _check_device(device)
-    with _console(stderr=True).status(f"timing both paths on three categories, best of {repeats} ..."):
+        device = resolve_device(device)
+    with _console(stderr=True).status(f"timing both paths on three categories, best of {repeats} ..."), \
+            library_output_to_stderr(json_output):
         report = run_eval_bench(chunk_size=chunk_size, repeats=repeats, seed=seed, device=device)
     if json_output:
         typer.echo(json.dumps(report))
@@ -385,7 +454,7 @@ def _bench_table(report: dict):
 
 
 def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], protocol: str,
-              cache_dir: Optional[Path], no_cache: bool, device: str, seed: int, show_table: bool) -> None:
+              cache_dir: Optional[Path], no_cache: bool, options: EvalOptions, seed: int, show_table: bool) -> None:
     """``eval --all``: models x benchmarks through cirbench.experiments.evaluate_all."""
     from cirbench.eval.retrieval import default_cache_dir
     from cirbench.experiments.evaluate_all import ModelEntry, evaluate_all, find_benchmarks, trained_models
@@ -399,9 +468,11 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
         specs = [str(resolve_spec(s.strip())) for s in zero_shot.split(",") if s.strip()]
         models = [ModelEntry(f"{spec} (zero-shot)", spec) for spec in specs] + trained_models(runs)
         run_dir = out or Path("runs") / "eval-all"
-        errors = evaluate_all(models, benchmarks, run_dir, protocol_id=protocol, device=device, seed=seed,
+        errors = evaluate_all(models, benchmarks, run_dir, protocol_id=protocol, device=options.device, seed=seed,
                               cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-                              log=lambda line: _console().print(line, markup=False, highlight=False))
+                              log=lambda line: _console().print(line, markup=False, highlight=False),
+                              batch_size=options.batch_size, precision=options.precision,
+                              num_workers=options.num_workers)
         if show_table:
             _print_tables(read_records([run_dir]), read_ranks([run_dir]), errors=read_errors([run_dir]))
     for row in errors:

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from cirbench.devices import DEVICE_HELP, PRECISION_HELP
+
 
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Run folder; a rerun reuses what is already built.")] = Path("runs/demo"),
@@ -14,6 +16,8 @@ def demo(
     world: Annotated[Optional[Path], typer.Option("--world", help="A world folder (default: the cached default world).")] = None,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    device: Annotated[str, typer.Option("--device", help="Training and evaluation device: " + DEVICE_HELP)] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="Evaluation precision: " + PRECISION_HELP)] = "auto",
 ) -> None:
     """Build FACap-style and enhFashionIQ-style data from the synthetic world, train FashionBLIP-2,
     SPRC and CLIP4CIR with the tiny recipes, evaluate them and zero-shot CLIP on both benchmarks,
@@ -23,11 +27,14 @@ def demo(
     Example: cirbench demo --quick
     """
     from cirbench.commands.core import user_errors
+    from cirbench.devices import resolve_device, resolve_precision
     from cirbench.experiments.demo import run_demo
     from cirbench.experiments.plan import FULL, QUICK
 
     with user_errors():
-        run_demo(QUICK if quick else FULL, out, world=world, threads=threads, progress=progress)
+        target = resolve_device(device)
+        run_demo(QUICK if quick else FULL, out, world=world, threads=threads, progress=progress, device=target,
+                 precision=resolve_precision(precision, target))
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

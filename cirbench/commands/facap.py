@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from cirbench.commands.core import user_errors
+from cirbench.commands.core import library_output_to_stderr, user_errors
 
 
 class Backend(str, Enum):
@@ -351,7 +351,8 @@ def bench_pairing(
     """
     from cirbench.facap.bench_pairing import bench_pairing as run
 
-    report = run(n, dim, seed, repeats)
+    with library_output_to_stderr(as_json):
+        report = run(n, dim, seed, repeats)
     if as_json:
         typer.echo(json.dumps(report))
         return

@@ -52,7 +52,7 @@ def import_weights(
 
     Example: cirbench import-weights --from clip4cir tuned_clip_best.pt combiner.pt --trained-on fashioniq --out models/clip4cir_fiq
     """
-    from cirbench.facap.progress import stage_progress
+    from cirbench.progress import stage_progress
     from cirbench.importers import IMPORT_STAGES, import_checkpoint
 
     with user_errors(), stage_progress(f"import {source.value}", len(IMPORT_STAGES), progress) as advance:

@@ -164,7 +164,7 @@ def synth_probe(
     from rich.console import Console
     from rich.table import Table
 
-    from cirbench.commands.core import user_errors
+    from cirbench.commands.core import library_output_to_stderr, user_errors
     from cirbench.data.schema import DataError
     from cirbench.synth.tiny_backbones import backbone_dirs
     from cirbench.synth.probe import backbone_scorer, probe_attributes
@@ -174,7 +174,7 @@ def synth_probe(
         _follow_probe(world, model, checkpoint, split, references, as_json)
         return
     kinds = ["blip2", "clip"] if backbone == "both" else [backbone]
-    with user_errors():
+    with user_errors(), library_output_to_stderr(as_json):
         if not set(kinds) <= {"blip2", "clip"}:
             raise DataError("--backbone", backbone, "expected blip2, clip or both")
         probes = []
@@ -206,13 +206,13 @@ def _follow_probe(world: Path, spec: str, checkpoint: Path | None, split: str, r
     from rich.console import Console
     from rich.table import Table
 
-    from cirbench.commands.core import user_errors
+    from cirbench.commands.core import library_output_to_stderr, user_errors
     from cirbench.interface import build_model
     from cirbench.synth.tiny_backbones import activate
     from cirbench.synth.follow import follow_probe, model_ranker
     from cirbench.synth.probe import probe_images
 
-    with user_errors():
+    with user_errors(), library_output_to_stderr(as_json):
         activate(world)  # synth_tiny variants read this world's backbones
         cir_model = build_model(spec, checkpoint).eval()
         groups = probe_images(world, split)

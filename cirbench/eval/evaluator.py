@@ -11,6 +11,15 @@ It talks to the model only through the interface (``preprocess``, ``encode_query
 ``encode_candidates``, ``checkpoint_hash``, ``meta``). The caller places the model on ``device``;
 the evaluator puts its inputs there and, for a torch module, switches it to eval mode for the run
 (restoring the previous mode afterwards).
+
+Precision: ``bf16`` encodes under bf16 autocast on the device (CUDA, or CPU where it is slow but
+works); embeddings are ranked in fp32 either way. A model built only to be evaluated can also hold
+its big frozen towers in bf16 (``hold_in_bf16``; the eval commands do), which saves the casts of
+fp32 weights that autocast would repeat at every batch.
+
+Throughput: images are decoded by ``num_workers`` loader processes into pinned memory on CUDA and
+copied without blocking; embeddings stay on the device until a split is encoded, and their check
+for NaN runs once per split, so nothing waits on the GPU between batches.
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from cirbench.interface import CIRModel
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -58,6 +70,7 @@ class EvalResult:
     protocol: str  # protocol id, e.g. "fashioniq/v1"
     device: str
     splits: list[SplitRanks]
+    precision: str = "fp32"  # "bf16": encoded under bf16 autocast
 
 
 @dataclass
@@ -73,6 +86,7 @@ class _Run:
     device: str
     num_workers: int
     progress: "Progress"
+    precision: str
 
 
 def evaluate(
@@ -86,16 +100,23 @@ def evaluate(
     device: str = "cpu",
     num_workers: int = 0,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> EvalResult:
-    """Rank every query's target in its split's gallery; ``cache_dir=None`` disables the cache."""
+    """Rank every query's target in its split's gallery; ``cache_dir=None`` disables the cache.
+
+    ``precision``: "fp32", or "bf16" for bf16 autocast while encoding (see the module docstring).
+    ``num_workers``: image-decoding processes (0: in this process).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     columns = [_gallery_columns(split) for split in splits]  # bad data stops before any encoding
     targets = [_target_columns(split, cols) for split, cols in zip(splits, columns)]
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
     checkpoint = model.checkpoint_hash()
     with eval_mode(model), progress_bar(progress) as bar:
-        run = _Run(model, checkpoint, protocol, cache, batch_size, chunk_size, str(device), num_workers, bar)
+        run = _Run(model, checkpoint, protocol, cache, batch_size, chunk_size, str(device), num_workers, bar, precision)
         ranked = [_evaluate_split(run, *planned) for planned in zip(splits, columns, targets)]
-    return EvalResult(model.meta.spec, checkpoint, protocol.id, str(device), ranked)
+    return EvalResult(model.meta.spec, checkpoint, protocol.id, str(device), ranked, precision)
 
 
 def _evaluate_split(run: _Run, split: EvalSplit, columns: dict[str, int], targets: "torch.Tensor") -> SplitRanks:
@@ -146,14 +167,15 @@ def _gallery_features(run: _Run, split: EvalSplit) -> "torch.Tensor":
     """The gallery's candidate embeddings, from the cache when this gallery was encoded before."""
     model = run.model
     paths = _image_paths(split, split.gallery)
-    key = gallery_key(model.meta.spec, run.checkpoint_hash, split.gallery, split.image_paths)
+    key = gallery_key(model.meta.spec, run.checkpoint_hash, split.gallery, split.image_paths, run.precision)
     cached = run.cache.load(key, len(split.gallery)) if run.cache else None
     if cached is not None:
         return cached
     features = _encode(run, f"{split.category}: gallery", paths, model.encode_candidates, model.meta.candidate_shape)
     if run.cache:
         metadata = {"model": model.meta.spec, "checkpoint_hash": run.checkpoint_hash, "dataset": split.dataset,
-                    "category": split.category, "split": split.split, "n_gallery": str(len(split.gallery))}
+                    "category": split.category, "split": split.split, "n_gallery": str(len(split.gallery)),
+                    "precision": run.precision}
         run.cache.save(key, features, metadata)
     return features
 
@@ -178,25 +200,28 @@ def _image_paths(split: EvalSplit, image_ids: Sequence[str]) -> list[Path]:
 def _encode(
     run: _Run, label: str, paths: list[Path], encode: Callable, expected_shape: tuple[int, ...], with_offset: bool = False
 ) -> "torch.Tensor":
-    """Load images in batches with the model's preprocess, encode, check shapes, gather on CPU."""
+    """Load images in batches with the model's preprocess, encode, check shapes; fp32 on the device."""
     import torch
 
     task = run.progress.add_task(label, total=len(paths))
+    device = torch.device(run.device)
     outputs, start = [], 0
     for images in _image_batches(paths, run):
-        images = images.to(run.device)
-        out = encode(images, start) if with_offset else encode(images)
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16"):
+            out = encode(images, start) if with_offset else encode(images)
         if tuple(out.shape) != (len(images), *expected_shape):
             raise ValueError(
                 f"{run.model.meta.spec}: {label} embeddings have shape {tuple(out.shape)}, "
                 f"expected {(len(images), *expected_shape)} from the model's meta"
             )
-        if not torch.isfinite(out).all():
-            raise ValueError(f"{run.model.meta.spec}: {label} embeddings hold NaN or infinite values")
-        outputs.append(out.float().cpu())
+        outputs.append(out.float())
         start += len(images)
         run.progress.advance(task, len(images))
-    return torch.cat(outputs)
+    features = torch.cat(outputs) if outputs else torch.zeros(0, *expected_shape, device=device)
+    if not torch.isfinite(features).all():  # once per split: a check per batch would wait on the GPU
+        raise ValueError(f"{run.model.meta.spec}: {label} embeddings hold NaN or infinite values")
+    return features
 
 
 @dataclass(frozen=True)
@@ -239,7 +264,9 @@ def _image_batches(paths: list[Path], run: _Run) -> Iterator["torch.Tensor"]:
     from torch.utils.data import DataLoader
 
     files = _ImageFiles(paths, run.model.preprocess)
-    loader = DataLoader(files, batch_size=run.batch_size, num_workers=run.num_workers, collate_fn=_stack_images)
+    loader = DataLoader(files, batch_size=run.batch_size, num_workers=run.num_workers, collate_fn=_stack_images,
+                        pin_memory=run.device.startswith("cuda"),
+                        prefetch_factor=4 if run.num_workers else None)
     for batch in loader:
         if isinstance(batch, _Unreadable):
             raise DataError(batch.path, batch.path.stem, batch.problem)
@@ -261,3 +288,22 @@ def eval_mode(model: "CIRModel") -> Iterator[None]:
     finally:
         if was_training:
             model.train()
+
+
+def hold_in_bf16(model: "CIRModel") -> bool:
+    """For a model built only to be evaluated at bf16: let it hold its big frozen towers in bf16
+    (``model.hold_in_bf16()``, e.g. BLIP-2's ViT), so autocast has no fp32 weights to cast at every
+    batch. Irreversible: never on a model still being trained. Returns whether the model has it."""
+    if not hasattr(model, "hold_in_bf16"):
+        return False
+    model.hold_in_bf16()
+    return True
+
+
+def default_num_workers(device: str) -> int:
+    """Image-decoding processes for ``device``: none on CPU (the model needs the cores), up to 8 on CUDA."""
+    import os
+
+    if not str(device).startswith("cuda"):
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))

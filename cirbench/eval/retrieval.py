@@ -91,8 +91,11 @@ def ranks_from_scores(
     return ahead
 
 
-def gallery_key(model_spec: str, checkpoint_hash: str, gallery: Sequence[str], image_paths: dict[str, Path]) -> str:
-    """Cache key of one encoded gallery: the model's weights and the ordered image files.
+def gallery_key(
+    model_spec: str, checkpoint_hash: str, gallery: Sequence[str], image_paths: dict[str, Path], precision: str = "fp32"
+) -> str:
+    """Cache key of one encoded gallery: the model's weights, the precision it ran at and the ordered
+    image files (fp32 keys are those of before precisions existed, so old caches stay valid).
 
     Encoded features depend on nothing else, so two benchmarks over the same images (FashionIQ and
     enhFashionIQ, whose images/ links to FashionIQ's) share one entry. Files are named by their
@@ -101,6 +104,8 @@ def gallery_key(model_spec: str, checkpoint_hash: str, gallery: Sequence[str], i
     """
     digest = hashlib.sha256()
     digest.update(json.dumps([model_spec, checkpoint_hash, len(gallery)]).encode())
+    if precision != "fp32":
+        digest.update(f"\nprecision {precision}".encode())
     for image_id in gallery:
         path = Path(image_paths[image_id]).resolve()
         stat = path.stat()

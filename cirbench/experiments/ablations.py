@@ -228,11 +228,13 @@ class Where:
 
 def run_ablation(
     ablation: Ablation, out: Path, scale: Scale, where: Where = Where(), *, batch_size: int | None = None,
-    threads: int = 1, device: str = "cpu", progress: bool = True, log: Log = print,
+    threads: int = 1, device: str = "cpu", progress: bool = True, log: Log = print, precision: str = "fp32",
 ) -> dict:
-    """Train and evaluate ``ablation`` into ``out`` (reusing what is done), then write its reports."""
+    """Train and evaluate ``ablation`` into ``out`` (reusing what is done; evaluation at ``precision``),
+    then write its reports."""
     run = run_trainings(ablation.trainings, out, world=where.world, data_root=where.data_root, batch_size=batch_size,
-                        seed=scale.seed, threads=threads, device=device, progress=progress, log=log)
+                        seed=scale.seed, threads=threads, device=device, progress=progress, log=log,
+                        precision=precision)
     notes = [_scale_note(scale, where, batch_size)]
     written = write_ablation_reports(ablation, run.results, notes=notes, log=log)
     return {**written, "errors": run.errors}

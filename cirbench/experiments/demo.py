@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 
 
 def run_demo(
-    plan: Plan, out: Path, *, world: Path | None = None, threads: int = 1, progress: bool = True, log: Log = print
+    plan: Plan, out: Path, *, world: Path | None = None, threads: int = 1, progress: bool = True, log: Log = print,
+    device: str = "cpu", precision: str = "fp32",
 ) -> dict:
-    """Run ``plan`` into ``out``; returns the paths of what it wrote."""
+    """Run ``plan`` into ``out`` (training and evaluation on ``device``, evaluation at ``precision``);
+    returns the paths of what it wrote."""
     start = time.time()
     run = run_trainings(plan.trainings, out, zero_shot=plan.zero_shot, world=world, batch_size=plan.batch_size,
-                        threads=threads, progress=progress, log=log)
+                        threads=threads, progress=progress, log=log, device=device, precision=precision)
     written = write_reports(plan, run.results, run.data, run.finals, log)
     log(f"demo finished in {time.time() - start:.0f} s")
     return {**written, "errors": run.errors}

@@ -72,8 +72,13 @@ def evaluate_all(
     batch_size: int = 128,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    precision: str = "fp32",
+    num_workers: int = 0,
 ) -> list[dict]:
-    """Evaluate each model on each benchmark into ``out``; returns the error rows."""
+    """Evaluate each model on each benchmark into ``out``; returns the error rows.
+
+    ``precision`` "bf16": bf16 autocast, and each model (built here, for evaluation only) holds its
+    frozen towers in bf16. An evaluation is reused only at the same precision."""
     from cirbench.data.benchmarks import DATASETS
     from cirbench.eval.protocols import get_protocol
 
@@ -87,12 +92,14 @@ def evaluate_all(
             try:
                 if bench not in splits_cache:
                     splits_cache[bench] = DATASETS.get(bench.dataset)(bench.root, split=bench.split)
-                model = model or _build(model_entry, device)
-                key = (model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id)
+                model = model or _build(model_entry, device, precision)
+                key = (model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id, precision)
                 if key in done:
                     log(f"reused: {model_entry.label} on {bench.dataset}")
                     continue
-                _evaluate_one(model, model_entry, splits_cache[bench], protocol, out, cache_dir, device, seed, batch_size, progress)
+                _evaluate_one(model, model_entry, splits_cache[bench], protocol, out, cache_dir,
+                              dict(device=device, batch_size=batch_size, progress=progress, precision=precision,
+                                   num_workers=num_workers), seed)
                 done.add(key)
                 log(f"evaluated: {model_entry.label} on {bench.dataset}")
             except Exception as exc:  # one failing model must not hide the others: record it
@@ -102,27 +109,32 @@ def evaluate_all(
     return errors
 
 
-def _build(entry: ModelEntry, device: str):
+def _build(entry: ModelEntry, device: str, precision: str):
+    from cirbench.eval.evaluator import hold_in_bf16
     from cirbench.interface import build_model
 
-    return build_model(entry.spec, checkpoint=entry.checkpoint).to(device)
+    model = build_model(entry.spec, checkpoint=entry.checkpoint).to(device)
+    if precision == "bf16":
+        hold_in_bf16(model)
+    return model
 
 
 def _finished(out: Path) -> set[tuple]:
-    """(label, checkpoint hash, dataset, split, protocol) of every evaluation already in ``out``, read once."""
-    from cirbench.results import RESULTS_FILE, read_records
+    """(label, checkpoint hash, dataset, split, protocol, precision) of every evaluation already in ``out``, read once."""
+    from cirbench.results import RESULTS_FILE, read_records, record_precision
 
     if not (Path(out) / RESULTS_FILE).is_file():
         return set()
-    return {(r.get("label"), r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"])
+    return {(r.get("label"), r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"], record_precision(r))
             for r in read_records([Path(out) / RESULTS_FILE])}
 
 
-def _evaluate_one(model, entry: ModelEntry, splits, protocol, out: Path, cache_dir, device, seed, batch_size, progress) -> None:
+def _evaluate_one(model, entry: ModelEntry, splits, protocol, out: Path, cache_dir, options: dict, seed: int) -> None:
+    """``options``: the evaluator's keywords (device, batch_size, progress, precision, num_workers)."""
     from cirbench.eval.evaluator import evaluate
     from cirbench.results import eval_records, new_run_id, rank_rows, write_run
 
-    result = evaluate(model, splits, protocol, batch_size=batch_size, cache_dir=cache_dir, device=device, progress=progress)
+    result = evaluate(model, splits, protocol, cache_dir=cache_dir, **options)
     run_id = new_run_id()
     config_hash = _checkpoint_config_hash(entry.checkpoint)
     records = eval_records(result, protocol, run_id=run_id, seed=seed, config_hash=config_hash, label=entry.label)

@@ -52,9 +52,11 @@ def run_trainings(
     device: str = "cpu",
     progress: bool = True,
     log: Log = print,
+    precision: str = "fp32",
 ) -> Run:
     """Prepare the data, train each of ``trainings`` (or reuse it) and evaluate them and the
-    ``zero_shot`` (label, spec) models on both benchmarks into ``<out>/results``.
+    ``zero_shot`` (label, spec) models on both benchmarks into ``<out>/results``; training and
+    evaluation on ``device``, evaluation at ``precision``.
 
     ``threads``: torch CPU threads. One is the default: the tiny models are too small for two
     threads to pay off, and two threads collapse (15x slower, measured) when anything else
@@ -67,12 +69,12 @@ def run_trainings(
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(" ".join(["cirbench", *sys.argv[1:]]) + "\n")
     data = real or synthetic_data(world, out, progress, log)
-    finals = {t.key: train_one(t, data, out, batch_size, progress, log) for t in trainings}
+    finals = {t.key: train_one(t, data, out, batch_size, progress, log, device) for t in trainings}
     models = [ModelEntry(label, spec) for label, spec in zero_shot]
     models += [ModelEntry(t.label or t.key, t.model, finals[t.key]) for t in trainings]
     benchmarks = [BenchmarkEntry(name, data[name]) for name in BENCHMARKS]
     errors = evaluate_all(models, benchmarks, out / "results", cache_dir=out / "cache", device=device, seed=seed,
-                          batch_size=128, progress=progress, log=log)
+                          batch_size=128, progress=progress, log=log, precision=precision)
     return Run(out, data, finals, errors)
 
 
@@ -121,9 +123,10 @@ def _build_datasets(world: Path, out: Path, log: Log) -> dict[str, Path]:
 
 
 def train_one(
-    training: Training, data: dict[str, Path], out: Path, batch_size: int | None, progress: bool, log: Log
+    training: Training, data: dict[str, Path], out: Path, batch_size: int | None, progress: bool, log: Log,
+    device: str = "cpu",
 ) -> Path:
-    """Train one plan entry (or reuse its finished model); returns its final model folder."""
+    """Train one plan entry on ``device`` (or reuse its finished model); returns its final model folder."""
     from cirbench.train.recipe_run import train_from_recipe
 
     run_dir = out / "train" / training.key
@@ -136,7 +139,8 @@ def train_one(
     resume = (run_dir / "checkpoints").is_dir()
     steps = f"{training.steps} steps" if training.steps is not None else "the recipe's length"
     log(f"training {training.key}: {training.recipe} ({steps}{', resumed' if resume else ''})")
-    train_from_recipe(training.model, config, Path(training.recipe), run_dir, resume=resume, progress=progress)
+    train_from_recipe(training.model, config, Path(training.recipe), run_dir, resume=resume, progress=progress,
+                      device=device)
     return final
 
 

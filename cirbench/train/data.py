@@ -156,10 +156,11 @@ class BatchPlan:
         return [[(epoch, i) for i in shards[m * self.world_size + self.rank]] for m in range(self.grad_accum)]
 
 
-def step_loader(dataset: TripletDataset, plan: BatchPlan, steps: range, num_workers: int):
-    """A DataLoader over the micro-batches of ``steps`` (``grad_accum`` consecutive ones per step)."""
+def step_loader(dataset: TripletDataset, plan: BatchPlan, steps: range, num_workers: int, pin_memory: bool = False):
+    """A DataLoader over the micro-batches of ``steps`` (``grad_accum`` consecutive ones per step);
+    ``pin_memory`` (for a CUDA device) lets the copies to the GPU run asynchronously."""
     micro = [keys for step in steps for keys in plan.micro_batches(step)]
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=micro, collate_fn=collate, num_workers=num_workers,
-        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        persistent_workers=False, pin_memory=pin_memory,
     )

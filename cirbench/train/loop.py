@@ -2,8 +2,10 @@
 
 AdamW over the parameters the stage leaves trainable (no weight decay on biases and norms),
 gradient accumulation, bf16 autocast on CUDA, gradient checkpointing when the model offers it,
-DistributedDataParallel under torchrun, a rich progress bar, one line per epoch (with validation
-when a validator is given), and checkpoints in safetensors (``cirbench.train.checkpoint``).
+the device the caller names (``cirbench.devices`` is the CLI's rule; under torchrun ``cuda`` is
+``cuda:LOCAL_RANK``), DistributedDataParallel under torchrun, a rich progress bar, one line per
+epoch (with validation when a validator is given), and checkpoints in safetensors
+(``cirbench.train.checkpoint``).
 
 Resuming gives the same result as an uninterrupted run: the data order and the text
 randomisation are functions of (seed, epoch, index) (``cirbench.train.data``), torch's RNG
@@ -148,8 +150,14 @@ def train(
     on_step: StepHook | None = None,
     progress: bool = True,
     dataset_name: str = "",
+    device: str | torch.device = "cpu",
+    backend: str | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset``; checkpoints under ``run_dir``, the final model in ``run_dir/final``.
+
+    The model is moved to ``device`` (``cpu``, ``cuda``, ``cuda:N``; under torchrun ``cuda`` means
+    ``cuda:LOCAL_RANK``); ``backend`` names the process group's backend under torchrun (default:
+    NCCL for CUDA, gloo for CPU, see ``distributed.setup``).
 
     ``config`` is the resolved recipe (stored with every checkpoint; its hash must match to resume).
     ``validate(model) -> metrics`` runs every ``validate_every`` epochs and after the last step.
@@ -158,7 +166,7 @@ def train(
     """
     run_dir = Path(run_dir)
     config = config if config is not None else {"train": _jsonable(asdict(settings))}
-    device = distributed.setup()
+    device = distributed.setup(device, backend)
     prepare_model(model, settings, device)
     optimizer = make_optimizer(model, settings)
     plan = BatchPlan(len(dataset), settings.batch_size, settings.grad_accum,
@@ -172,7 +180,7 @@ def train(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), progress_bar(progress, quiet=not distributed.is_main_process()) as bar:
         runner.run(dataset, start, bar)
     final_dir = _save_final(model, run_dir, config) if distributed.is_main_process() else None
-    _barrier()
+    distributed.barrier()
     return TrainResult(final_dir, total, runner.epoch_lines)
 
 
@@ -242,21 +250,38 @@ class Stepper:
         self.total_steps, self.device = total_steps, device
         self.losses = _wrap_ddp(_Losses(model, settings.tasks), device)
         self.bf16 = settings.precision == "bf16" and device.type == "cuda"  # autocast on CUDA only
+        # phase(name) -> a context around each phase of the step; cirbench.train.bench times them
+        self.phase: Callable[[str], Any] = lambda name: nullcontext()
 
     def step(self, step: int, micro_batches: list) -> dict[str, float]:
-        """Returns the step's losses (mean over micro-batches and ranks)."""
-        totals: dict[str, float] = {}
+        """Returns the step's losses (mean over micro-batches and ranks).
+
+        The losses stay on the device until the step ends: one all-reduce of them all and one
+        copy to the host per step, not one synchronisation per loss and micro-batch."""
+        totals: dict[str, torch.Tensor] = {}
         for micro, batch in enumerate(micro_batches):
-            torch.manual_seed(step_seed(self.settings.seed, step, micro, distributed.rank()))
-            last = micro == len(micro_batches) - 1
-            sync = nullcontext() if last or not hasattr(self.losses, "no_sync") else self.losses.no_sync()
-            with sync:
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
-                    losses = self.losses(_to_device(batch, self.device))
-                (sum(losses.values()) / len(micro_batches)).backward()
-            for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + value.detach().float().item() / len(micro_batches)
-        _check_finite(step, totals)
+            self.forward_backward(step, micro, batch, len(micro_batches), totals)
+        reduced = self._reduced_losses(totals)  # before the update: a NaN stops with the weights intact
+        _check_finite(step, reduced)
+        with self.phase("optimizer"):
+            self.optimizer_step(step)
+        return reduced
+
+    def forward_backward(self, step: int, micro: int, batch, n_micro: int, totals: dict[str, torch.Tensor]) -> None:
+        """One micro-batch: forward (bf16 autocast on CUDA when asked), backward, losses added to ``totals``."""
+        torch.manual_seed(step_seed(self.settings.seed, step, micro, distributed.rank()))
+        last = micro == n_micro - 1
+        sync = nullcontext() if last or not hasattr(self.losses, "no_sync") else self.losses.no_sync()
+        with sync:
+            with self.phase("forward"), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                losses = self.losses(_to_device(batch, self.device))
+            with self.phase("backward"):
+                (sum(losses.values()) / n_micro).backward()
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0) + value.detach().float() / n_micro
+
+    def optimizer_step(self, step: int) -> None:
+        """Gradient clipping, the step's learning rate, the AdamW update."""
         if self.settings.max_grad_norm:
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             nn.utils.clip_grad_norm_(trainable, self.settings.max_grad_norm)
@@ -265,7 +290,12 @@ class Stepper:
             group["lr"] = self.settings.lr * factor
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {name: float(distributed.all_reduce_mean(torch.tensor(value))) for name, value in totals.items()}
+
+    def _reduced_losses(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Mean over ranks of every loss, through one collective on the model's device."""
+        names = list(totals)
+        stacked = torch.stack([totals[name].to(self.device) for name in names])
+        return dict(zip(names, distributed.all_reduce_mean(stacked).tolist()))
 
 
 class _Runner:
@@ -291,7 +321,7 @@ class _Runner:
     def _run_epoch(self, dataset: TripletDataset, epoch: int, steps: range, bar, task) -> None:
         sums: dict[str, float] = {}
         started = time.perf_counter()
-        loader = iter(step_loader(dataset, self.plan, steps, self.settings.num_workers))
+        loader = iter(step_loader(dataset, self.plan, steps, self.settings.num_workers, self.device.type == "cuda"))
         for step in steps:
             losses = self.stepper.step(step, [next(loader) for _ in range(self.settings.grad_accum)])
             for name, value in losses.items():
@@ -325,12 +355,12 @@ class _Runner:
             }
             save_training_checkpoint(self.run_dir, self.model, self.optimizer, trainer,
                                      keep=self.settings.keep_checkpoints)
-        _barrier()
+        distributed.barrier()
 
     def _validate(self) -> dict[str, float]:
         metrics = self.hooks.validate(self.model) if distributed.is_main_process() else {}
         self.model.train()
-        _barrier()
+        distributed.barrier()
         return metrics
 
     def _log(self, line: dict[str, Any], bar) -> None:
@@ -369,7 +399,8 @@ def _mark_trained_on(model: nn.Module, dataset_name: str) -> None:
 
 
 def _wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
-    if distributed.world_size() == 1:
+    """DistributedDataParallel whenever there is a process group (torchrun, one rank or more)."""
+    if not distributed.is_initialized():
         return module
     from torch.nn.parallel import DistributedDataParallel
 
@@ -389,9 +420,6 @@ def _check_finite(step: int, losses: dict[str, float]) -> None:
         raise FloatingPointError(f"step {step + 1}: non-finite loss {bad}; the last checkpoint is intact")
 
 
-def _barrier() -> None:
-    if distributed.world_size() > 1:
-        torch.distributed.barrier()
 
 
 def _lists(value: Any) -> Any:

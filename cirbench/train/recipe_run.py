@@ -10,9 +10,11 @@ from cirbench.data.schema import DataError
 
 
 def train_from_recipe(
-    spec: str, config: dict[str, Any], recipe: Path, run_dir: Path, *, resume: bool = False, progress: bool = True
+    spec: str, config: dict[str, Any], recipe: Path, run_dir: Path, *, resume: bool = False, progress: bool = True,
+    device: str = "cpu", backend: str | None = None,
 ):
-    """Build the model a resolved recipe names, read its data, train; the model lands in run_dir/final."""
+    """Build the model a resolved recipe names, read its data, train on ``device`` (``backend``: the
+    process group's under torchrun, see ``distributed.setup``); the model lands in run_dir/final."""
     from cirbench.interface import build_model
     from cirbench.train import distributed
     from cirbench.train.loop import TrainSettings, train as train_model
@@ -20,19 +22,21 @@ def train_from_recipe(
 
     settings = TrainSettings.from_dict(config.get("train") or {}, recipe)
     model_cfg = config.get("model") or {}
-    device = distributed.setup()
+    device = distributed.setup(device, backend)
     try:
         model = build_model(spec, checkpoint=model_cfg.get("init_from"), **(model_cfg.get("overrides") or {}))
         _check_stage_and_tasks(model, settings, recipe)
         dataset, dataset_name = _training_data(config.get("data") or {}, recipe, model, settings)
         eval_cfg = config.get("eval")
-        validate = make_validator(eval_cfg, recipe, str(device)) if eval_cfg else None
+        # bf16 training on CUDA validates under bf16 autocast too (as the loop's own autocast: CUDA only)
+        precision = settings.precision if device.type == "cuda" else "fp32"
+        validate = make_validator(eval_cfg, recipe, str(device), precision) if eval_cfg else None
         if distributed.is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "recipe.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return train_model(model, dataset, settings, run_dir, config=config, resume=resume, validate=validate,
                            validate_every=int((eval_cfg or {}).get("every", 1)), progress=progress,
-                           dataset_name=dataset_name)
+                           dataset_name=dataset_name, device=device, backend=backend)
     finally:
         distributed.teardown()
 

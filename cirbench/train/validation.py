@@ -23,9 +23,10 @@ EVAL_KEYS = {"dataset", "root", "split", "categories", "missing", "protocol", "e
 
 
 def make_validator(
-    eval_cfg: dict[str, Any], source: str | Path, device: str
+    eval_cfg: dict[str, Any], source: str | Path, device: str, precision: str = "fp32"
 ) -> Callable[[nn.Module], dict[str, float]]:
-    """A validator for the recipe's ``eval:`` section; the splits are read once, here."""
+    """A validator for the recipe's ``eval:`` section; the splits are read once, here. ``precision``
+    "bf16" validates under bf16 autocast (the weights stay as training holds them)."""
     unknown = sorted(set(eval_cfg) - EVAL_KEYS)
     if unknown:
         raise DataError(source, f"eval.{unknown[0]}", f"unknown key; known: {', '.join(sorted(EVAL_KEYS))}")
@@ -40,7 +41,8 @@ def make_validator(
     batch_size = int(eval_cfg.get("batch_size", 64))
 
     def validate(model: nn.Module) -> dict[str, float]:
-        result = evaluate(model, splits, protocol, batch_size=batch_size, cache_dir=None, device=device, progress=False)
+        result = evaluate(model, splits, protocol, batch_size=batch_size, cache_dir=None, device=device, progress=False,
+                          precision=precision)
         return summarise([split.ranks for split in result.splits], protocol.headline_ks)
 
     return validate

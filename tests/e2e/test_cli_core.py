@@ -53,8 +53,9 @@ def cli(tmp_path, monkeypatch):
     return invoke
 
 
-def fake_eval(cli, *extra: str, out: str = "run") -> str:
-    return cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", out, *extra)
+def fake_eval(cli, *extra: str, out: str = "run", code: int = 0) -> str:
+    return cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", out, *extra,
+               code=code)
 
 
 def _every_command() -> list[list[str]]:
@@ -94,6 +95,19 @@ def test_eval_writes_records_and_ranks_and_prints_the_table(cli, tmp_path):
     for header in ("dress R@10", "toptee R@50", "avg R@10", "fake_cir:test_tiny", "measured"):
         assert header in output
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 3
+
+
+def test_eval_precision_and_device_are_resolved_recorded_and_checked(cli, tmp_path):
+    fake_eval(cli, out="auto")  # auto: $CIRBENCH_DEVICE (cpu under the tests) -> fp32
+    fake_eval(cli, "--precision", "bf16", "--device", "cpu", out="bf16")
+    for run, precision in (("auto", "fp32"), ("bf16", "bf16")):
+        records = [json.loads(line) for line in (tmp_path / run / "results.jsonl").read_text().splitlines()]
+        assert {(r["precision"], r["device"]) for r in records} == {(precision, "cpu")}
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2 * 3  # galleries cached per precision
+    assert "--precision" in fake_eval(cli, "--precision", "fp16", out="bad", code=1)
+    if not __import__("torch").cuda.is_available():
+        output = fake_eval(cli, "--device", "cuda", out="bad", code=1)
+        assert "CUDA is not available" in output and "Traceback" not in output
 
 
 def test_eval_default_run_folder_and_category_selection(cli, tmp_path):

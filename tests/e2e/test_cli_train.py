@@ -122,9 +122,34 @@ def test_bench_train_reports_samples_per_second_on_cpu():
     result = runner.invoke(app, ["bench", "train", "--model", "clip4cir", "--size", "tiny", "--batch-size", "8",
                                  "--steps", "2", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["model"] == "clip4cir:test_tiny" and report["samples_per_s"] > 0
     assert report["batch_size"] == 8 and report["trainable_params"] > 0
+    phases = report["phases"]
+    assert set(phases) == {"vision_forward", "rest_forward", "backward", "optimizer", "other"}
+    assert all(value >= 0 for value in phases.values()) and abs(sum(phases.values()) - 1) < 1e-6
+
+
+def test_json_output_is_one_object_on_stdout_whatever_the_libraries_print(monkeypatch):
+    """transformers' loading/saving bars and any library print go to stderr, never into the JSON."""
+    from transformers.utils.logging import tqdm
+
+    import cirbench.train.bench as train_bench
+
+    real = train_bench.benchmark_training
+
+    def chatty(*args, **kwargs):
+        print("Writing model shards: 100%")  # a library printing to stdout
+        for _ in tqdm(range(3), desc="Loading weights"):
+            pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_bench, "benchmark_training", chatty)
+    result = runner.invoke(app, ["bench", "train", "--model", "sprc", "--size", "tiny", "--batch-size", "4",
+                                 "--steps", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == "sprc:test_tiny"
+    assert "Writing model shards" in result.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on CPU-only machines")
@@ -139,7 +164,7 @@ def test_bench_train_vitg_reports_memory_and_mfu_on_gpu(tmp_path):
                                  "--micro-batch", "8", "--steps", "1", "--backbone-dir", str(tmp_path / "vitg"),
                                  "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["model"] == "fashionblip2:vitg" and report["samples_per_s"] > 0
     assert report["peak_gpu_memory_gb"] > 1 and report["model_tflops_per_step"] > 0
     assert report["mfu"] is None or 0 < report["mfu"] < 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
+from transformers import AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval, PreTrainedTokenizerFast
 
 from cirbench.backbones.blip2 import (
     BLIP2_MEAN,
@@ -50,9 +50,11 @@ def test_tokenizer_gives_known_words_distinct_ids(tmp_path):
 
 
 def test_a_tokenizer_that_maps_words_to_unk_is_refused(tmp_path):
-    BertTokenizerFast(
-        vocab={token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
-    ).save_pretrained(tmp_path)
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    specials_only = Tokenizer(models.WordPiece({t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"])}, unk_token="[UNK]"))
+    specials_only.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    PreTrainedTokenizerFast(tokenizer_object=specials_only, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
     tiny_blip2_config(vocab_size=5).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"\[UNK\]"):
         blip2_backbone_skeleton(tmp_path)

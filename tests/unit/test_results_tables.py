@@ -19,12 +19,14 @@ from cirbench.eval.protocols import FASHIONIQ_V1, PROTOCOLS
 from cirbench.report.table_formats import render, to_latex, write_tables
 from cirbench.report.tables import build_tables
 from cirbench.results import (
+    PRECISION_FIELD,
     RECORD_FIELDS,
     eval_records,
     git_commit,
     rank_rows,
     read_ranks,
     read_records,
+    record_precision,
     write_run,
 )
 
@@ -54,11 +56,24 @@ def saved_run(folder, result, run_id="run1", seed=0):
 # ---- records ---------------------------------------------------------------------------------
 
 
+def test_records_and_ranks_carry_the_precision_and_older_records_read_as_fp32(tmp_path):
+    result = make_result()
+    result.precision = "bf16"
+    records = records_of(result)
+    ranks = rank_rows(result, run_id="r", seed=0)
+    assert {r[PRECISION_FIELD] for r in records} == {"bf16"} and {r[PRECISION_FIELD] for r in ranks} == {"bf16"}
+    older = {key: value for key, value in records[0].items() if key != PRECISION_FIELD}
+    write_run(tmp_path, [older], [])
+    [read] = read_records([tmp_path])
+    assert record_precision(read) == "fp32" and record_precision(records[0]) == "bf16"
+
+
 def test_one_record_per_category_and_cutoff_with_every_field():
     result = make_result()
     records = records_of(result, config_hash="cfg0123")
     assert len(records) == 3 * len(FASHIONIQ_V1.ks)
-    assert all(tuple(r) == RECORD_FIELDS for r in records)
+    assert all(tuple(r) == (*RECORD_FIELDS, PRECISION_FIELD) for r in records)
+    assert {r[PRECISION_FIELD] for r in records} == {"fp32"}
     shirt10 = next(r for r in records if r["category"] == "shirt" and r["metric"] == "recall@10")
     estimate = recall_with_ci(result.splits[1].ranks, [10], "shirt", seed=0)[10]
     assert shirt10["value"] == recall_at_k(result.splits[1].ranks, 10) == estimate.value

@@ -158,7 +158,8 @@ class _TinyTrainable(torch.nn.Module):
         self.requires_grad_(True)
 
     def training_losses(self, batch, tasks=("cir",)):
-        words = torch.tensor([sum(map(ord, text)) % 64 for text in batch.texts])
+        # created on the device of the parameters that use them, wherever the loop put the model
+        words = torch.tensor([sum(map(ord, text)) % 64 for text in batch.texts], device=self.text.weight.device)
         query = self.encoder(batch.ref_images) + self.text(words)
         targets = self.encoder(batch.target_images)
         return {"cir": in_batch_contrastive(query, targets, scaled_cosine(5.0), batch.target_ids)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from cirbench.compat import chat_template_processor_kwargs, dtype_kwargs
 from cirbench.data.images import open_rgb
 from cirbench.facap.backends import (
     BackendOptions, CaptionRequest, ModificationRequest, Result, caption_prompt, modification_prompt, stage_prompt,
@@ -49,6 +50,7 @@ class _GenerationBackend:
         import torch
 
         inputs = self._tokenize(conversations).to(self.model.device)
+        inputs.pop("token_type_ids", None)  # transformers 4's tokenizers return them; generate() refuses them
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
@@ -61,7 +63,7 @@ class TransformersCaptioner(_GenerationBackend):
     def _tokenize(self, conversations: list[list[dict]]):
         return self.processor.apply_chat_template(
             conversations, add_generation_prompt=True, tokenize=True, return_dict=True,
-            return_tensors="pt", processor_kwargs={"padding": True},
+            return_tensors="pt", **chat_template_processor_kwargs(self.processor, padding=True),
         )
 
     def caption(self, requests: Sequence[CaptionRequest]) -> list[Result]:
@@ -94,7 +96,7 @@ def build_captioner(options: BackendOptions) -> TransformersCaptioner:
 
     model_id = _require_model(options, "--captioner-model")
     processor = AutoProcessor.from_pretrained(model_id, padding_side="left")
-    model = AutoModelForImageTextToText.from_pretrained(model_id, dtype="auto").to(options.device).eval()
+    model = AutoModelForImageTextToText.from_pretrained(model_id, **dtype_kwargs("auto")).to(options.device).eval()
     return TransformersCaptioner(options, processor, model)
 
 
@@ -103,5 +105,5 @@ def build_modifier(options: BackendOptions) -> TransformersModifier:
 
     model_id = _require_model(options, "--modifier-model")
     tokenizer = AutoTokenizer.from_pretrained(model_id, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto").to(options.device).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_id, **dtype_kwargs("auto")).to(options.device).eval()
     return TransformersModifier(options, tokenizer, model)
