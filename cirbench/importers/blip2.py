@@ -146,7 +146,7 @@ def _read(files: Sequence[str | Path], bare_vit: bool = False) -> UpstreamState:
 def _new_model(model_cls, options, upstream: UpstreamState, tokenizer, config: Blip2Config | None,
                variant: str) -> Blip2CIRModel:
     """The model's structure at the checkpoint's vocabulary size; new parts drawn from ``options.seed``."""
-    from transformers.initialization import no_init_weights
+    from cirbench.compat import no_init_weights
 
     config = Blip2Config.from_dict(config.to_dict()) if config is not None else vitg_blip2_config()
     words = upstream.tensors.get(WORD_EMBEDDINGS)
