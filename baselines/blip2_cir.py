@@ -34,7 +34,8 @@ from cirbench.backbones.blip2 import (
     resolve_synth_backbone_dir,
     tiny_blip2_backbone,
 )
-from cirbench.interface import ModelMeta
+from cirbench.config import read_section
+from cirbench.interface import ModelMeta, check_training
 from cirbench.scorers import get_scorer
 from cirbench.train.losses import Scores, in_batch_contrastive
 
@@ -83,18 +84,12 @@ class Blip2CIRModel(nn.Module):
         scale = logit_scale.clamp(max=math.log(100)).exp()
         return in_batch_contrastive(queries, targets, lambda q, t: scores(q, t) * scale, ids)
 
-    def check_tasks(self, tasks: Sequence[str]) -> None:
-        unknown = [task for task in tasks if task not in self.tasks]
-        if unknown or not tasks:
-            raise ValueError(f"{self.name}: unknown training tasks {unknown or list(tasks)}; known: {list(self.tasks)}")
-
     def trainable_parts(self, stage: str) -> list[nn.Module | nn.Parameter]:
         """The modules and parameters that a training ``stage`` updates; everything else is frozen."""
         raise NotImplementedError
 
     def set_trainable(self, stage: str) -> None:
-        if stage not in self.stages:
-            raise ValueError(f"{self.name}: unknown stage {stage!r}; stages: {list(self.stages)}")
+        check_training(self, stage=stage)
         self.requires_grad_(False)
         for part in self.trainable_parts(stage):
             part.requires_grad_(True)
@@ -170,12 +165,9 @@ def initial_backbone(variant: str, backbone_dir: str | None, seed: int) -> Blip2
     raise ValueError(f"unknown BLIP-2 variant {variant!r}; variants: {', '.join(BLIP2_VARIANTS)}")
 
 
-def make_options(options_cls: type, values: dict[str, Any]) -> Any:
-    known = {f.name for f in dataclasses.fields(options_cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for {options_cls.__name__}; known: {sorted(known)}")
-    return options_cls(**values)
+def make_options(options_cls: type, values: dict[str, Any], source: str | Path = "model options") -> Any:
+    """``values`` read as ``options_cls`` by the one section validator (``DataError`` naming the key)."""
+    return read_section(options_cls, values, source, "model.overrides")
 
 
 def read_checkpoint_config(checkpoint: Path, name: str, variant: str) -> dict[str, Any]:
@@ -202,7 +194,8 @@ def build_blip2_model(
         backbone = initial_backbone(variant, options.backbone_dir, options.seed)
     else:
         saved = read_checkpoint_config(Path(checkpoint), model_cls.name, variant)
-        options = make_options(model_cls.Options, {**saved["options"], **overrides})
+        make_options(model_cls.Options, overrides)  # a bad override is named as such, not as the folder's
+        options = make_options(model_cls.Options, {**saved["options"], **overrides}, Path(checkpoint) / "config.json")
         backbone = blip2_backbone_skeleton(Path(checkpoint) / "backbone")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)

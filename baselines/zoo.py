@@ -7,6 +7,7 @@ backbones; ``test_tiny`` builds instantly with random weights (contract tests, C
 
 from cirbench.interface import register_model
 
+_OPTIONS = "cirbench.baselines.options"  # every model's build options (torch-free)
 _TINY = {
     "test_tiny": "tiny config, random weights (tests)",
     "synth_tiny": "tiny backbone pre-trained on the synthetic world (demo)",
@@ -20,6 +21,7 @@ for _mode, _what in [
     register_model(
         f"clip_{_mode}",
         f"cirbench.baselines.zero_shot.clip_baselines:build_{_mode}",
+        options=f"{_OPTIONS}:ClipOptions",
         variants={
             "vit_l14_openai": "open_clip ViT-L-14, OpenAI weights",
             "vit_b32_openai": "open_clip ViT-B-32, OpenAI weights",
@@ -33,6 +35,7 @@ for _mode, _what in [
 register_model(
     "clip4cir",
     "cirbench.baselines.clip4cir.model:build",
+    options=f"{_OPTIONS}:Clip4CirOptions",
     variants={
         "rn50x4": "open_clip RN50x4 (OpenAI) + Combiner, as in the CLIP4Cir paper",
         "vit_l14": "open_clip ViT-L-14 (OpenAI) + Combiner",
@@ -45,6 +48,7 @@ register_model(
 register_model(
     "fashionblip2",
     "cirbench.baselines.fashionblip2.model:build",
+    options=f"{_OPTIONS}:FashionBlip2Options",
     variants={
         "vitg": "BLIP-2 ViT-g retrieval (Salesforce/blip2-itm-vit-g) + adapters + multi-head matcher",
         **_TINY,
@@ -56,6 +60,7 @@ register_model(
 register_model(
     "sprc",
     "cirbench.baselines.sprc.model:build",
+    options=f"{_OPTIONS}:SprcOptions",
     variants={
         "vitg": "BLIP-2 ViT-g retrieval (Salesforce/blip2-itm-vit-g) Q-Former, SPRC prompts",
         **_TINY,

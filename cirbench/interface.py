@@ -111,19 +111,57 @@ def register_model(
     name: str,
     factory: str,
     *,
+    options: str,
     variants: dict[str, str],
     default_variant: str,
     description: str = "",
 ) -> None:
     """Register a model factory ``build(variant: str, checkpoint: str | None, **overrides)``.
 
-    ``variants`` maps variant name -> one-line description; every model has ``test_tiny``.
+    ``options`` is the ``"module:Class"`` of the dataclass of its build options (the keys a
+    recipe's ``model.overrides`` may set; a torch-free module). ``variants`` maps variant name ->
+    one-line description; every model has ``test_tiny``.
     """
     if default_variant not in variants:
         raise ValueError(f"default variant {default_variant!r} of {name!r} is not in its variants")
     MODELS.register(
-        name, factory, description=description, variants=variants, default_variant=default_variant
+        name, factory, description=description, variants=variants, default_variant=default_variant,
+        options=options,
     )
+
+
+def model_options_class(name: str) -> type:
+    """The dataclass of a registered model's build options (``model.overrides`` in recipes)."""
+    from cirbench.registry import import_string
+
+    _ensure_registered()
+    return import_string(MODELS.entry(name).metadata["options"])
+
+
+def check_training(model: Any, stage: str | None = None, tasks: Sequence[str] | None = None,
+                   source: str | Path | None = None) -> None:
+    """The one check of a training stage and loss tasks against a model (recipes, the loop, the models).
+
+    Args:
+        model: a ``TrainableCIRModel`` (its ``stages``, ``tasks`` and ``meta.spec``).
+        stage: a stage to check, or None.
+        tasks: tasks to check (at least one), or None.
+        source: the recipe file named in the error (default: the model's spec).
+
+    Raises ``DataError(source, "train.stage" | "train.tasks", problem)``.
+    """
+    from cirbench.data.schema import DataError
+
+    spec = model.meta.spec
+    where = source if source is not None else spec
+    if stage is not None and stage not in model.stages:
+        stages = ", ".join(model.stages) or "none: it is not trainable"
+        raise DataError(where, "train.stage", f"{spec} has no stage {stage!r} (stages: {stages})")
+    if tasks is not None:
+        unknown = [task for task in tasks if task not in model.tasks]
+        if unknown or not tasks:
+            raise DataError(where, "train.tasks", f"{spec} does not train {unknown or 'no task'} "
+                            f"(tasks: {', '.join(model.tasks) or 'none'})")
 
 
 def resolve_spec(spec: str | ModelSpec) -> ModelSpec:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,26 +28,8 @@ from torch import nn
 from cirbench.backbones.adapters import VisionAdapters
 from cirbench.backbones.blip2 import Blip2Backbone
 from cirbench.baselines.blip2_cir import Blip2CIRModel, build_blip2_model
-from cirbench.interface import CIRBatch, ModelMeta
-
-MATCHINGS = ("multihead", "global")
-
-
-@dataclass
-class FashionBlip2Options:
-    use_adapters: bool = True
-    adapter_reduction: int = 16
-    matching: str = "multihead"
-    num_heads: int = 12
-    head_dim: int = 256
-    max_text_len: int = 128
-    init_temperature: float = 0.07
-    backbone_dir: str | None = None  # vitg: a local copy of the weights; synth_tiny: the tiny backbone
-    seed: int = 0  # initialises the new heads (and test_tiny's backbone)
-
-    def __post_init__(self) -> None:
-        if self.matching not in MATCHINGS:
-            raise ValueError(f"matching must be one of {MATCHINGS}, got {self.matching!r}")
+from cirbench.baselines.options import FashionBlip2Options
+from cirbench.interface import CIRBatch, ModelMeta, check_training
 
 
 class MultiHeadMatcher(nn.Module):
@@ -141,7 +122,7 @@ class FashionBlip2(Blip2CIRModel):
         return self.mean_head_similarity(queries, captions)
 
     def training_losses(self, batch: CIRBatch, tasks: Sequence[str] = ("cir",)) -> dict[str, torch.Tensor]:
-        self.check_tasks(tasks)
+        check_training(self, tasks=tasks)
         queries = self.encode_query(batch.ref_images, batch.texts)
         losses = {}
         if "cir" in tasks:

@@ -35,7 +35,6 @@ here (the zoo's in-batch loss masks it); SPRC's loss counts it as one. With dist
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -45,29 +44,9 @@ from torch import nn
 from cirbench.backbones.blip2 import BLIP2_MEAN, BLIP2_STD, Blip2Backbone, blip_caption
 from cirbench.backbones.targetpad import targetpad_transform
 from cirbench.baselines.blip2_cir import Blip2CIRModel, build_blip2_model
-from cirbench.interface import CIRBatch, ModelMeta
+from cirbench.baselines.options import SprcOptions
+from cirbench.interface import CIRBatch, ModelMeta, check_training
 from cirbench.train.losses import in_batch_contrastive
-
-IMAGE_PREPROCESSINGS = ("targetpad", "resize")
-TEXT_PROCESSORS = ("blip_caption", "none")
-
-
-@dataclass
-class SprcOptions:
-    max_text_len: int = 32  # SPRC's max_txt_len
-    learnable_prompt_weight: float = 1.0
-    align_weight: float = 1.0
-    init_temperature: float = 0.07
-    image_preprocess: str = "targetpad"  # SPRC's FashionIQ transform; "resize": BLIP-2's processor
-    text_processor: str = "blip_caption"  # LAVIS's caption cleaning before tokenizing; "none": raw text
-    backbone_dir: str | None = None  # vitg: a local copy of the weights; synth_tiny: the tiny backbone
-    seed: int = 0  # initialises the learnable prompt (and test_tiny's backbone)
-
-    def __post_init__(self) -> None:
-        if self.image_preprocess not in IMAGE_PREPROCESSINGS:
-            raise ValueError(f"image_preprocess must be one of {IMAGE_PREPROCESSINGS}, got {self.image_preprocess!r}")
-        if self.text_processor not in TEXT_PROCESSORS:
-            raise ValueError(f"text_processor must be one of {TEXT_PROCESSORS}, got {self.text_processor!r}")
 
 
 class Sprc(Blip2CIRModel):
@@ -145,7 +124,7 @@ class Sprc(Blip2CIRModel):
         return self.backbone.blip.vision_projection(tokens)
 
     def training_losses(self, batch: CIRBatch, tasks: Sequence[str] = ("cir",)) -> dict[str, torch.Tensor]:
-        self.check_tasks(tasks)
+        check_training(self, tasks=tasks)
         return self.losses(batch.ref_images, self.tokenize(batch.texts), batch.target_images, batch.target_ids)
 
     def losses(

@@ -9,7 +9,7 @@ rebuilds offline with ``build(variant, checkpoint=dir)``.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +19,8 @@ from PIL import Image
 from torch import nn
 
 from cirbench.backbones.clip import ClipBackbone, backbone_for_variant, load_clip, local_dir
+from cirbench.baselines.options import ClipOptions
+from cirbench.config import read_section
 from cirbench.interface import ModelMeta
 from cirbench.scorers import get_scorer
 from cirbench.train.checkpoint import (
@@ -44,20 +46,21 @@ class ClipCIRModel(nn.Module):
 
     name = ""  # registry name
     description = ""
+    Options: type[ClipOptions] = ClipOptions
     stages: tuple[str, ...] = ()  # zero-shot: nothing to train
     tasks: tuple[str, ...] = ()
 
-    def __init__(self, backbone: ClipBackbone, variant: str, *, trained_on: Sequence[str] = (),
-                 pad_ratio: float | None = None):
+    def __init__(self, backbone: ClipBackbone, variant: str, options: ClipOptions | None = None, *,
+                 trained_on: Sequence[str] = ()):
         super().__init__()
         self.backbone = backbone
-        self.pad_ratio = pad_ratio
+        self.options = options if options is not None else self.Options()
         dim = backbone.embed_dim
         self.meta = ModelMeta(
             name=self.name, variant=variant, scorer="cosine", query_shape=(dim,), candidate_shape=(dim,),
             image_size=backbone.image_size, trained_on=tuple(trained_on), description=self.description,
         )
-        self._transform = backbone.image_transform(pad_ratio)
+        self._transform = backbone.image_transform(self.options.pad_ratio)
         self._scorer = get_scorer("cosine")
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -72,12 +75,9 @@ class ClipCIRModel(nn.Module):
     def checkpoint_hash(self) -> str:
         return state_dict_sha256(self)
 
-    def options(self) -> dict[str, Any]:
-        """Constructor options that ``save_pretrained`` records and a reload passes back."""
-        return {"trained_on": list(self.meta.trained_on), "pad_ratio": self.pad_ratio}
-
     def save_pretrained(self, directory: str | Path) -> None:
-        config = {"name": self.meta.name, "variant": self.meta.variant, "options": self.options()}
+        options = {**dataclasses.asdict(self.options), "trained_on": list(self.meta.trained_on)}
+        config = {"name": self.meta.name, "variant": self.meta.variant, "options": options}
         write_model_folder(self, directory, config)
         self.backbone.save_open_clip(directory, weights=False)
 
@@ -113,44 +113,30 @@ def build_clip_model(
     variant: str,
     checkpoint: str | None,
     real_variants: dict[str, tuple[str, str]],
-    *,
-    backbone_dir: str | Path | None = None,
-    seed: int = 0,
-    **options: Any,
+    **overrides: Any,
 ) -> ClipCIRModel:
     """Build ``cls`` on its variant's backbone, or restore it from a model folder.
 
-    ``backbone_dir`` points ``synth_tiny`` at a pre-trained tiny CLIP (default: $CIRBENCH_SYNTH_CLIP)
-    and a real variant at a local copy of its weights;
-    ``seed`` fixes the random initialisation of what is not pre-trained; other ``options`` go to
-    the model (a checkpoint's recorded options are the defaults).
+    ``overrides`` are fields of ``cls.Options`` (a checkpoint's recorded options are the
+    defaults): ``backbone_dir`` points ``synth_tiny`` at a pre-trained tiny CLIP (default:
+    $CIRBENCH_SYNTH_CLIP) and a real variant at a local copy of its weights; ``seed`` fixes the
+    random initialisation of what is not pre-trained.
     """
-    _check_options(cls, options)
+    options = read_section(cls.Options, overrides, "model options", "model.overrides")
     if checkpoint:
         config = read_model_config(checkpoint, cls.name)
+        saved = dict(config["options"])
+        trained_on = saved.pop("trained_on", [])
+        options = read_section(cls.Options, {**saved, **overrides}, Path(checkpoint) / "config.json", "options")
         backbone = load_clip(local_dir(checkpoint), load_weights=False)
-        model = cls(backbone, config["variant"], **{**config["options"], **options})
+        model = cls(backbone, config["variant"], options, trained_on=trained_on)
         load_model_weights(model, checkpoint)
         return model.eval()
-    backbone = backbone_for_variant(variant, real_variants, backbone_dir)
+    backbone = backbone_for_variant(variant, real_variants, options.backbone_dir)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = cls(backbone, variant, **options)
+        torch.manual_seed(options.seed)
+        model = cls(backbone, variant, options)
     return model.eval()
-
-
-def _check_options(cls: type[ClipCIRModel], options: dict[str, Any]) -> None:
-    accepted = {
-        name for klass in cls.__mro__ if issubclass(klass, ClipCIRModel)
-        for name, parameter in inspect.signature(klass.__init__).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ValueError(
-            f"{cls.name}: unknown option(s) {', '.join(unknown)}; known: "
-            f"{', '.join(sorted(accepted | {'backbone_dir', 'seed'}))}"
-        )
 
 
 def build_image_only(variant: str, checkpoint: str | None = None, **overrides: Any) -> ClipCIRModel:

@@ -34,7 +34,8 @@ from torch import nn
 from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND, synth_backbone_dir  # noqa: F401 (public here too)
 from cirbench.backbones.targetpad import TARGETPAD_RATIO, TargetPad, targetpad_transform  # noqa: F401 (public here too)
 from cirbench.train.losses import in_batch_contrastive
-from cirbench.train.schedule import Schedule
+from cirbench.train.recipe import Schedule
+from cirbench.train.schedule import lr_factor
 
 TINY_CLIP = "cirbench-tiny-clip"
 _TINY_CONFIG_FILE = Path(__file__).with_name(f"{TINY_CLIP}.json")
@@ -215,7 +216,7 @@ def pretrain_clip_backbone(
             loss = _clip_loss(clip, images[batch], tokens[batch], [pairs[i][1] for i in batch.tolist()])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.param_groups[0]["lr"] = lr * schedule.lr_factor(step, steps)
+            optimizer.param_groups[0]["lr"] = lr * lr_factor(schedule, step, steps)
             optimizer.step()
             if on_step:
                 on_step(step, loss.item())

@@ -47,28 +47,19 @@ def train(
     """
     from cirbench.config import apply_overrides, config_hash, load_recipe
     from cirbench.devices import resolve_device
+    from cirbench.train.recipe import read_recipe
     from cirbench.train.recipe_run import train_from_recipe
 
     with user_errors():
         target = resolve_device(device)
-        config = apply_overrides(load_recipe(recipe), overrides or [])
-        spec = _model_spec(model, config, recipe)
+        config = apply_overrides(load_recipe(recipe), overrides or [], recipe)
+        spec = read_recipe(config, recipe, model).spec  # the whole recipe checked before any folder is made
         run_dir = out or Path("runs") / f"train-{spec.replace(':', '_')}-{recipe.stem}"
         result = train_from_recipe(spec, config, recipe, run_dir, resume=resume, progress=progress,
                                    device=target, backend=dist_backend)
     if result.final_dir is not None:
         typer.echo(f"trained model: {result.final_dir} (recipe hash {config_hash(config)})")
         typer.echo(f"evaluate it: cirbench eval --model {spec} --checkpoint {result.final_dir} --dataset ... --data-root ...")
-
-
-def _model_spec(model: str, config: dict[str, Any], recipe: Path) -> str:
-    from cirbench.interface import ModelSpec, resolve_spec
-
-    section = config.get("model") or {}
-    asked = ModelSpec.parse(model)
-    if section.get("name") and section["name"] != asked.name:
-        raise DataError(recipe, "model.name", f"the recipe trains {section['name']!r}, not {asked.name!r}")
-    return str(resolve_spec(ModelSpec(asked.name, asked.variant or section.get("variant"))))
 
 
 def bench_train(

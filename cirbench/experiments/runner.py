@@ -65,7 +65,8 @@ def run_trainings(
 
     torch.set_num_threads(threads)
     out = Path(out)
-    real = real_data(data_root) if data_root is not None else None  # checked before anything is written
+    check_recipes(trainings, out, batch_size)  # every recipe, and the real data, before anything is written
+    real = real_data(data_root) if data_root is not None else None
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(" ".join(["cirbench", *sys.argv[1:]]) + "\n")
     data = real or synthetic_data(world, out, progress, log)
@@ -76,6 +77,15 @@ def run_trainings(
     errors = evaluate_all(models, benchmarks, out / "results", cache_dir=out / "cache", device=device, seed=seed,
                           batch_size=128, progress=progress, log=log, precision=precision)
     return Run(out, data, finals, errors)
+
+
+def check_recipes(trainings: Sequence[Training], out: Path, batch_size: int | None) -> None:
+    """Validate every training's resolved recipe (``read_recipe``) with its plan's delta applied."""
+    from cirbench.train.recipe import read_recipe
+
+    placeholders = {name: Path(folder) for name, folder in DATA_FOLDERS.items()}  # folders are made later
+    for training in trainings:
+        read_recipe(resolved_recipe(training, placeholders, out, batch_size), training.recipe, training.model)
 
 
 def real_data(data_root: Path) -> dict[str, Path]:
@@ -156,7 +166,7 @@ def resolved_recipe(training: Training, data: dict[str, Path], out: Path, batch_
         overrides.append(f"train.batch_size={batch_size}")
     if training.init_from:
         overrides.append(f"model.init_from={out / 'train' / training.init_from / 'final'}")
-    return apply_overrides(load_recipe(training.recipe), overrides + list(training.overrides))
+    return apply_overrides(load_recipe(training.recipe), overrides + list(training.overrides), training.recipe)
 
 
 def _check_same_recipe(run_dir: Path, config: dict[str, Any]) -> None:

@@ -74,12 +74,11 @@ def benchmark_training(
     recorded by torch.profiler (``profile``; the operator table in ``profile_dir/profile.txt``).
     """
     micro_batch = micro_batch or batch_size
-    settings = TrainSettings(
-        stage=stage or model.stages[0], tasks=tasks or tuple(model.tasks), steps=warmup + steps + _EXTRA_STEPS,
-        batch_size=batch_size, grad_accum=batch_size // micro_batch, lr=1e-5, precision=precision,
-        grad_checkpointing=grad_checkpointing,
-    )
-    settings.check("bench")
+    settings = TrainSettings.from_dict({
+        "stage": stage or model.stages[0], "tasks": tasks or tuple(model.tasks), "steps": warmup + steps + _EXTRA_STEPS,
+        "batch_size": batch_size, "grad_accum": batch_size // micro_batch, "lr": 1e-5, "precision": precision,
+        "grad_checkpointing": grad_checkpointing,
+    }, "bench train")
     target = torch.device(device)
     prepare_model(model, replace(settings, grad_checkpointing=False), target)
     flops = _flops_per_sample(model, settings, target) * batch_size

@@ -24,18 +24,6 @@ from cirbench.data.images import open_rgb
 from cirbench.data.schema import DataError, TrainTriplet
 from cirbench.eval.protocols import randomised_training_text
 from cirbench.interface import CIRBatch
-from cirbench.registry import Registry
-
-# data.kind of a recipe -> reader(root, categories, missing=..., [image_root=...]) -> list[TrainTriplet]
-TRAIN_READERS: Registry = Registry("training data kind")
-TRAIN_READERS.register(
-    "fashioniq", "cirbench.data.fashioniq:read_fashioniq_train",
-    description="FashionIQ layout: two annotator texts per triplet (randomised in training)",
-)
-TRAIN_READERS.register(
-    "facap", "cirbench.data.facap:load_facap",
-    description="FACap layout: one detailed modification text per triplet, target captions for CTR",
-)
 
 TEXT_MODES = ("randomised", "single")
 

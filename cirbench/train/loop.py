@@ -25,7 +25,7 @@ import random
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +35,7 @@ from torch import nn
 
 from cirbench.config import changed_keys, config_hash
 from cirbench.data.schema import DataError
+from cirbench.interface import check_training
 from cirbench.progress import progress_bar
 from cirbench.train import distributed
 from cirbench.train.checkpoint import (
@@ -44,67 +45,11 @@ from cirbench.train.checkpoint import (
     stamp_config_hash,
 )
 from cirbench.train.data import BatchPlan, TripletDataset, step_loader
-from cirbench.train.schedule import Schedule
+from cirbench.train.recipe import TrainSettings
+from cirbench.train.schedule import lr_factor
 
-PRECISIONS = ("fp32", "bf16")
 FINAL = "final"
 LOG_FILE = "log.jsonl"
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The ``train:`` section of a recipe (documented in recipes/README.md)."""
-
-    stage: str
-    tasks: tuple[str, ...] = ("cir",)
-    epochs: int | None = None
-    steps: int | None = None  # optimizer steps; give epochs or steps, not both
-    batch_size: int = 32  # global: triplets per optimizer step, over all GPUs and micro-steps
-    grad_accum: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    max_grad_norm: float | None = None
-    schedule: Schedule = field(default_factory=Schedule)
-    precision: str = "fp32"
-    grad_checkpointing: bool = False
-    seed: int = 0
-    num_workers: int = 0
-    checkpoint_every: int | None = None  # optimizer steps; a checkpoint also ends every epoch
-    keep_checkpoints: int = 2
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str | Path = "recipe") -> "TrainSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DataError(source, f"train.{unknown[0]}", f"unknown key; known: {', '.join(sorted(known))}")
-        if "stage" not in data:
-            raise DataError(source, "train.stage", "missing (the model's training stage)")
-        values = dict(data)
-        try:
-            values["schedule"] = Schedule.from_dict(values.get("schedule") or {})
-        except (TypeError, ValueError) as exc:
-            raise DataError(source, "train.schedule", str(exc)) from None
-        for key in ("tasks", "betas"):
-            if key in values:
-                values[key] = tuple(values[key])
-        settings = cls(**values)
-        settings.check(source)
-        return settings
-
-    def check(self, source: str | Path = "recipe") -> None:
-        if (self.epochs is None) == (self.steps is None):
-            raise DataError(source, "train.epochs/steps", "give exactly one of epochs and steps")
-        if self.precision not in PRECISIONS:
-            raise DataError(source, "train.precision", f"must be one of {', '.join(PRECISIONS)}")
-        for key in ("batch_size", "grad_accum", "keep_checkpoints"):
-            if getattr(self, key) < 1:
-                raise DataError(source, f"train.{key}", "must be at least 1")
-
-    def total_steps(self, steps_per_epoch: int) -> int:
-        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
 
 
 @dataclass
@@ -204,11 +149,7 @@ def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
 
 def prepare_model(model: nn.Module, settings: TrainSettings, device: torch.device) -> None:
     """Check stage and tasks against the model, freeze for the stage, move to ``device``."""
-    if settings.stage not in model.stages:
-        raise ValueError(f"{model.meta.spec} has training stages {list(model.stages)}, not {settings.stage!r}")
-    unknown = set(settings.tasks) - set(model.tasks)
-    if unknown:
-        raise ValueError(f"{model.meta.spec} trains tasks {list(model.tasks)}, not {sorted(unknown)}")
+    check_training(model, settings.stage, settings.tasks)
     model.set_trainable(settings.stage)
     if settings.grad_checkpointing:
         enable_grad_checkpointing(model)
@@ -285,7 +226,7 @@ class Stepper:
         if self.settings.max_grad_norm:
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             nn.utils.clip_grad_norm_(trainable, self.settings.max_grad_norm)
-        factor = self.settings.schedule.lr_factor(step, self.total_steps)
+        factor = lr_factor(self.settings.schedule, step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.lr * factor
         self.optimizer.step()

@@ -112,6 +112,26 @@ def test_bad_recipes_end_with_one_clear_line(tmp_path):
     assert missing_data.exit_code == 1 and "nowhere" in missing_data.output
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "trian.lr=0.1"], "trian: unknown key (did you mean train?)"),
+    (["--set", "train.lr=fast"], "train.lr: must be a number, got 'fast'"),
+    (["--set", 'train.batch_size="64"'], "train.batch_size: must be an integer, got '64'"),
+    (["--set", "train.tasks=cir"], "train.tasks: must be a list of strings, got 'cir'"),
+    (["--set", "train.epochs=0"], "train.epochs: must be at least 1"),
+    (["--set", "model.overrides.dropot=0.1"], "model.overrides.dropot: unknown key (did you mean dropout?)"),
+    (["--set", "train.lr"], "--set train.lr: must look like key.sub=value"),
+    (["--set", "train.lr=[1,"], "--set train.lr=[1,: the value is not valid YAML"),
+    (["--set", "train.tasks=[cir, ctr]"], "train.tasks: clip4cir:test_tiny does not train ['ctr']"),
+])
+def test_a_bad_recipe_stops_before_any_folder_with_one_line_naming_file_and_key(tmp_path, extra, message):
+    out = tmp_path / "run"
+    result = _train(STAGE1, tmp_path / "unused", out, *extra)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {STAGE1}: ") and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_help_has_examples():
     for command in (["train", "--help"], ["bench", "train", "--help"]):
         result = runner.invoke(app, command)
