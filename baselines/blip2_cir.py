@@ -1,20 +1,13 @@
-"""What FashionBLIP-2 and SPRC share: a BLIP-2 backbone, the CIR interface, checkpoints, building.
+"""What FashionBLIP-2 and SPRC share: a BLIP-2 backbone, the CIR interface, model folders, building.
 
-A checkpoint folder (``save_pretrained``) is self-contained:
-
-    config.json            {"format", "model", "variant", "options"}: how to rebuild the model
-    model.safetensors      every weight of the model, backbone included
-    backbone/              the backbone's Blip2Config and tokenizer (no weights)
-
-``build_blip2_model`` rebuilds the structure from it and loads the weights: no hub access, no
-pickle.
+Their model folders are the zoo's one format (``cirbench.model_folder``) with ``backbone/`` (the
+backbone's Blip2Config and tokenizer, no weights) as the structure file: ``build_blip2_model``
+rebuilds the structure from it and loads the weights, with no hub access and no pickle.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +15,6 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cirbench.backbones.blip2 import (
@@ -34,12 +26,18 @@ from cirbench.backbones.blip2 import (
     resolve_synth_backbone_dir,
     tiny_blip2_backbone,
 )
-from cirbench.config import read_section
 from cirbench.interface import ModelMeta, check_training
+from cirbench.model_folder import (
+    keep_state_hash,
+    load_model_weights,
+    read_model_folder,
+    read_options,
+    state_dict_sha256,
+    write_model_folder,
+)
 from cirbench.scorers import get_scorer
 from cirbench.train.losses import Scores, in_batch_contrastive
 
-CHECKPOINT_FORMAT = "cirbench-model/1"
 BLIP2_VARIANTS = ("vitg", "test_tiny", "synth_tiny")
 
 
@@ -57,7 +55,6 @@ class Blip2CIRModel(nn.Module):
         self.backbone = backbone
         self.options = options
         self.variant = variant
-        self._hash_cache: tuple[tuple, str] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -113,45 +110,15 @@ class Blip2CIRModel(nn.Module):
         loaded: results name the checkpoint, not the cast."""
         identity = self.checkpoint_hash()
         self.backbone.blip.vision_model.to(torch.bfloat16)
-        self._hash_cache = (self._fingerprint(self.state_dict()), identity)
+        keep_state_hash(self, identity)
 
     def checkpoint_hash(self) -> str:
-        """sha256 over the state dict (names, dtypes, shapes, bytes); recomputed only after weights change."""
-        state = self.state_dict()
-        fingerprint = self._fingerprint(state)
-        if self._hash_cache is None or self._hash_cache[0] != fingerprint:
-            self._hash_cache = (fingerprint, _sha256_of_state(state))
-        return self._hash_cache[1]
-
-    @staticmethod
-    def _fingerprint(state: dict[str, torch.Tensor]) -> tuple:
-        # Every in-place update (optimizer step, load_state_dict) bumps a tensor's version counter.
-        return tuple((name, tensor.data_ptr(), tensor._version) for name, tensor in state.items())
+        return state_dict_sha256(self)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.name,
-            "variant": self.variant,
-            "options": dataclasses.asdict(self.options),
-            "trained_on": list(self.meta.trained_on),
-        }
-        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        save_file(
-            {name: t.detach().contiguous() for name, t in self.state_dict().items()}, directory / "model.safetensors"
-        )
-        self.backbone.save_pretrained(directory / "backbone", weights=False)
-
-
-def _sha256_of_state(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+        """A model folder (``cirbench.model_folder``) with ``backbone/`` as its structure file."""
+        write_model_folder(self, directory, self.options)
+        self.backbone.save_pretrained(Path(directory) / "backbone", weights=False)
 
 
 def initial_backbone(variant: str, backbone_dir: str | None, seed: int) -> Blip2Backbone:
@@ -165,23 +132,6 @@ def initial_backbone(variant: str, backbone_dir: str | None, seed: int) -> Blip2
     raise ValueError(f"unknown BLIP-2 variant {variant!r}; variants: {', '.join(BLIP2_VARIANTS)}")
 
 
-def make_options(options_cls: type, values: dict[str, Any], source: str | Path = "model options") -> Any:
-    """``values`` read as ``options_cls`` by the one section validator (``DataError`` naming the key)."""
-    return read_section(options_cls, values, source, "model.overrides")
-
-
-def read_checkpoint_config(checkpoint: Path, name: str, variant: str) -> dict[str, Any]:
-    path = checkpoint / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; a checkpoint folder is written by save_pretrained")
-    config = json.loads(path.read_text())
-    if config.get("format") != CHECKPOINT_FORMAT or config.get("model") != name:
-        raise ValueError(f"{path}: a {config.get('model')!r} checkpoint ({config.get('format')}), not {name!r}")
-    if config.get("variant") != variant:
-        raise ValueError(f"{path}: holds variant {config.get('variant')!r}, asked for {name}:{variant}")
-    return config
-
-
 def build_blip2_model(
     model_cls: type[Blip2CIRModel], variant: str, checkpoint: str | None, overrides: dict
 ) -> Blip2CIRModel:
@@ -190,17 +140,16 @@ def build_blip2_model(
     New heads are drawn from ``options.seed``, so the same build gives the same weights.
     """
     if checkpoint is None:
-        options = make_options(model_cls.Options, overrides)
+        options = read_options(model_cls.Options, overrides)
         backbone = initial_backbone(variant, options.backbone_dir, options.seed)
     else:
-        saved = read_checkpoint_config(Path(checkpoint), model_cls.name, variant)
-        make_options(model_cls.Options, overrides)  # a bad override is named as such, not as the folder's
-        options = make_options(model_cls.Options, {**saved["options"], **overrides}, Path(checkpoint) / "config.json")
+        saved = read_model_folder(checkpoint, model_cls.name, variant)
+        options = read_options(model_cls.Options, overrides, saved, checkpoint)
         backbone = blip2_backbone_skeleton(Path(checkpoint) / "backbone")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
         model = model_cls(backbone, options, variant)
     if checkpoint is not None:
-        model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors", device=str(model.device)))
-        model.meta = dataclasses.replace(model.meta, trained_on=tuple(saved.get("trained_on", ())))
+        load_model_weights(model, checkpoint)
+        model.meta = dataclasses.replace(model.meta, trained_on=tuple(saved["trained_on"]))
     return model.eval()

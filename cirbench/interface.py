@@ -109,9 +109,9 @@ MODELS: Registry[Any] = Registry("model")
 
 def register_model(
     name: str,
-    factory: str,
+    factory: Any,
     *,
-    options: str,
+    options: str | None = None,
     variants: dict[str, str],
     default_variant: str,
     description: str = "",
@@ -119,8 +119,8 @@ def register_model(
     """Register a model factory ``build(variant: str, checkpoint: str | None, **overrides)``.
 
     ``options`` is the ``"module:Class"`` of the dataclass of its build options (the keys a
-    recipe's ``model.overrides`` may set; a torch-free module). ``variants`` maps variant name ->
-    one-line description; every model has ``test_tiny``.
+    recipe's ``model.overrides`` may set; a torch-free module), None for a model without any.
+    ``variants`` maps variant name -> one-line description; every model has ``test_tiny``.
     """
     if default_variant not in variants:
         raise ValueError(f"default variant {default_variant!r} of {name!r} is not in its variants")
@@ -135,7 +135,13 @@ def model_options_class(name: str) -> type:
     from cirbench.registry import import_string
 
     _ensure_registered()
-    return import_string(MODELS.entry(name).metadata["options"])
+    target = MODELS.entry(name).metadata["options"]
+    return NoOptions if target is None else import_string(target)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The build options of a model that takes none."""
 
 
 def check_training(model: Any, stage: str | None = None, tasks: Sequence[str] | None = None,

@@ -2,14 +2,13 @@
 text alone, or the normalised sum of both; candidates are CLIP image embeddings; cosine scoring.
 
 ``ClipCIRModel`` is the shared base of the CLIP family (these baselines and CLIP4CIR): an open_clip
-backbone, its preprocessing, cosine scoring, and model folders that carry open_clip's architecture
-config (``open_clip_config.json``) next to ``config.json`` + ``model.safetensors``, so a checkpoint
+backbone, its preprocessing, cosine scoring, and model folders (``cirbench.model_folder``) whose
+structure file is open_clip's architecture config (``open_clip_config.json``), so a checkpoint
 rebuilds offline with ``build(variant, checkpoint=dir)``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,15 +19,9 @@ from torch import nn
 
 from cirbench.backbones.clip import ClipBackbone, backbone_for_variant, load_clip, local_dir
 from cirbench.baselines.options import ClipOptions
-from cirbench.config import read_section
 from cirbench.interface import ModelMeta
+from cirbench.model_folder import load_model_weights, read_model_folder, read_options, state_dict_sha256, write_model_folder
 from cirbench.scorers import get_scorer
-from cirbench.train.checkpoint import (
-    load_model_weights,
-    read_model_config,
-    state_dict_sha256,
-    write_model_folder,
-)
 
 # variant -> (open_clip model name, pretrained tag); the names in baselines/zoo.py
 REAL_VARIANTS = {
@@ -76,9 +69,8 @@ class ClipCIRModel(nn.Module):
         return state_dict_sha256(self)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        options = {**dataclasses.asdict(self.options), "trained_on": list(self.meta.trained_on)}
-        config = {"name": self.meta.name, "variant": self.meta.variant, "options": options}
-        write_model_folder(self, directory, config)
+        """A model folder (``cirbench.model_folder``) with open_clip's config as its structure file."""
+        write_model_folder(self, directory, self.options)
         self.backbone.save_open_clip(directory, weights=False)
 
 
@@ -122,16 +114,14 @@ def build_clip_model(
     $CIRBENCH_SYNTH_CLIP) and a real variant at a local copy of its weights; ``seed`` fixes the
     random initialisation of what is not pre-trained.
     """
-    options = read_section(cls.Options, overrides, "model options", "model.overrides")
     if checkpoint:
-        config = read_model_config(checkpoint, cls.name)
-        saved = dict(config["options"])
-        trained_on = saved.pop("trained_on", [])
-        options = read_section(cls.Options, {**saved, **overrides}, Path(checkpoint) / "config.json", "options")
+        config = read_model_folder(checkpoint, cls.name, variant)
+        options = read_options(cls.Options, overrides, config, checkpoint)
         backbone = load_clip(local_dir(checkpoint), load_weights=False)
-        model = cls(backbone, config["variant"], options, trained_on=trained_on)
+        model = cls(backbone, variant, options, trained_on=config["trained_on"])
         load_model_weights(model, checkpoint)
         return model.eval()
+    options = read_options(cls.Options, overrides)
     backbone = backbone_for_variant(variant, real_variants, options.backbone_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)

@@ -200,6 +200,7 @@ def eval_model(
     from cirbench.data.benchmarks import DATASETS
     from cirbench.eval.protocols import get_protocol
     from cirbench.interface import resolve_spec
+    from cirbench.model_folder import folder_config_hash
 
     from cirbench.devices import resolve_device, resolve_precision
     from cirbench.eval.evaluator import default_num_workers
@@ -220,7 +221,7 @@ def eval_model(
         built = _build_on_device(str(spec), checkpoint, options, seed)
         result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, options)
         run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
-        records = _write_results(result, eval_protocol, run_dir, seed, _checkpoint_config_hash(checkpoint))
+        records = _write_results(result, eval_protocol, run_dir, seed, folder_config_hash(checkpoint))
     _console().print(f"wrote {len(records)} records to {run_dir}", markup=False)
     if show_table:
         from cirbench.results import read_ranks
@@ -263,18 +264,6 @@ def _evaluate(model, splits, protocol, cache_dir, no_cache, options: EvalOptions
     return evaluate(model, splits, protocol, batch_size=options.batch_size, chunk_size=options.chunk_size,
                     cache_dir=cache, device=options.device, num_workers=options.num_workers,
                     precision=options.precision)
-
-
-def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
-    """The recipe hash a training run stored in its checkpoint's config.json, if any."""
-    config = checkpoint / "config.json" if checkpoint else None
-    if config is None or not config.is_file():
-        return None
-    try:
-        value = json.loads(config.read_text()).get("config_hash")
-    except (ValueError, AttributeError):
-        raise DataError(config, "config_hash", "not a JSON object") from None
-    return str(value) if value else None
 
 
 def _write_results(result, protocol, run_dir: Path, seed: int, config_hash: str | None) -> list[dict]:

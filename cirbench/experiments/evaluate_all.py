@@ -44,20 +44,13 @@ def find_benchmarks(data_root: Path) -> list[BenchmarkEntry]:
 
 def trained_models(runs_root: Path) -> list[ModelEntry]:
     """Every trained model folder (``*/final/config.json``) under ``runs_root``."""
+    from cirbench.model_folder import folder_spec
+
     entries = []
     for config in sorted(Path(runs_root).glob("**/final/config.json")):
-        spec = _spec_of(config)
-        if spec:
-            entries.append(ModelEntry(f"{spec} ({config.parent.parent.name})", spec, config.parent))
+        spec = folder_spec(config.parent)
+        entries.append(ModelEntry(f"{spec} ({config.parent.parent.name})", spec, config.parent))
     return entries
-
-
-def _spec_of(config: Path) -> str | None:
-    data = json.loads(config.read_text())
-    name, variant = data.get("model") or data.get("name"), data.get("variant")
-    if isinstance(name, dict):
-        name, variant = name.get("name"), name.get("variant", variant)
-    return f"{name}:{variant}" if name and variant else None
 
 
 def evaluate_all(
@@ -132,20 +125,15 @@ def _finished(out: Path) -> set[tuple]:
 def _evaluate_one(model, entry: ModelEntry, splits, protocol, out: Path, cache_dir, options: dict, seed: int) -> None:
     """``options``: the evaluator's keywords (device, batch_size, progress, precision, num_workers)."""
     from cirbench.eval.evaluator import evaluate
+    from cirbench.model_folder import folder_config_hash
     from cirbench.results import eval_records, new_run_id, rank_rows, write_run
 
     result = evaluate(model, splits, protocol, cache_dir=cache_dir, **options)
     run_id = new_run_id()
-    config_hash = _checkpoint_config_hash(entry.checkpoint)
+    config_hash = folder_config_hash(entry.checkpoint)
     records = eval_records(result, protocol, run_id=run_id, seed=seed, config_hash=config_hash, label=entry.label)
     ranks = [{**row, "label": entry.label} for row in rank_rows(result, run_id=run_id, seed=seed)]
     write_run(out, records, ranks)
-
-
-def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
-    if checkpoint is None or not (Path(checkpoint) / "config.json").is_file():
-        return None
-    return json.loads((Path(checkpoint) / "config.json").read_text()).get("config_hash")
 
 
 def _error_row(entry: ModelEntry, bench: BenchmarkEntry, protocol: str, exc: Exception) -> dict:

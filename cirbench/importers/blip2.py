@@ -31,8 +31,9 @@ from cirbench.backbones.blip2 import (
     tokenizer_from_vocab_file,
     vitg_blip2_config,
 )
-from cirbench.baselines.blip2_cir import Blip2CIRModel, make_options
+from cirbench.baselines.blip2_cir import Blip2CIRModel
 from cirbench.data.schema import DataError
+from cirbench.model_folder import read_options
 from cirbench.importers import keymaps
 from cirbench.importers.mapping import MappedState, map_state
 from cirbench.importers.reading import UpstreamState, read_state_dict
@@ -51,7 +52,8 @@ def import_sprc(files: Sequence[str | Path], tokenizer, *, config: Blip2Config |
         config: the BLIP-2 architecture; default the ViT-g one.
         variant: the variant recorded in the model folder (``sprc:<variant>`` rebuilds it).
     """
-    from cirbench.baselines.sprc.model import Sprc, SprcOptions
+    from cirbench.baselines.options import SprcOptions
+    from cirbench.baselines.sprc.model import Sprc
 
     upstream = _read(files)
     model = _new_model(Sprc, SprcOptions(), upstream, tokenizer, config, variant)
@@ -75,8 +77,9 @@ def import_lavis_blip2(files: Sequence[str | Path], tokenizer, *, model_name: st
     """
     if model_name not in keymaps.LAVIS_BLIP2_TO:
         raise DataError("--model", model_name, f"a LAVIS BLIP-2 becomes one of {', '.join(keymaps.LAVIS_BLIP2_TO)}")
-    from cirbench.baselines.fashionblip2.model import FashionBlip2, FashionBlip2Options
-    from cirbench.baselines.sprc.model import Sprc, SprcOptions
+    from cirbench.baselines.fashionblip2.model import FashionBlip2
+    from cirbench.baselines.options import FashionBlip2Options, SprcOptions
+    from cirbench.baselines.sprc.model import Sprc
 
     model_cls, options_cls = {"sprc": (Sprc, SprcOptions), "fashionblip2": (FashionBlip2, FashionBlip2Options)}[model_name]
     upstream = _read(files, bare_vit=True)
@@ -84,8 +87,8 @@ def import_lavis_blip2(files: Sequence[str | Path], tokenizer, *, model_name: st
     depth = target.vision_config.num_hidden_layers
     beyond = [k for k in upstream.tensors if (m := re.match(r"visual_encoder\.blocks\.(\d+)\.", k)) and int(m.group(1)) >= depth]
     try:
-        built_options = make_options(options_cls, {**(options or {}), "seed": seed})
-    except (TypeError, ValueError) as exc:
+        built_options = read_options(options_cls, {**(options or {}), "seed": seed})
+    except DataError as exc:
         raise DataError("--option", model_name, str(exc)) from None
     model = _new_model(model_cls, built_options, upstream, tokenizer, config, variant)
     dropped = (*keymaps.LAVIS_BLIP2_DROPPED[model_name], *keymaps.EVA_VIT_DROPPED,

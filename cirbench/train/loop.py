@@ -38,12 +38,8 @@ from cirbench.data.schema import DataError
 from cirbench.interface import check_training
 from cirbench.progress import progress_bar
 from cirbench.train import distributed
-from cirbench.train.checkpoint import (
-    latest_checkpoint,
-    load_training_checkpoint,
-    save_training_checkpoint,
-    stamp_config_hash,
-)
+from cirbench.model_folder import stamp_config_hash
+from cirbench.train.checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from cirbench.train.data import BatchPlan, TripletDataset, step_loader
 from cirbench.train.recipe import TrainSettings
 from cirbench.train.schedule import lr_factor

@@ -7,11 +7,16 @@ A registered model that cannot build fails here: the registry is the list of wha
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
-from cirbench.interface import TrainableCIRModel, build_model, list_model_specs
+from cirbench.interface import TrainableCIRModel, build_model, list_model_specs, model_options_class
+from cirbench.model_folder import FORMAT, state_dict_sha256
 from cirbench.train.bench import synthetic_batch
 from cirbench.train.loop import Stepper, TrainSettings, make_optimizer, prepare_model
 
@@ -58,9 +63,22 @@ def test_model_contract(name, tmp_path):
         scores = _scores(model, images)
 
     model.save_pretrained(tmp_path / "saved")
+    _check_model_folder(tmp_path / "saved", model)
     reloaded = build_model(f"{name}:test_tiny", checkpoint=tmp_path / "saved").eval()
     assert torch.equal(_scores(reloaded, images), scores)
-    assert reloaded.checkpoint_hash() == model.checkpoint_hash()
+    assert reloaded.checkpoint_hash() == model.checkpoint_hash() == state_dict_sha256(model)
+
+
+def _check_model_folder(folder, model) -> None:
+    """The one model-folder format: every model writes the same config.json, its options as its
+    registered options dataclass, and the weights whose hash is the one hash."""
+    config = json.loads((folder / "config.json").read_text())
+    assert set(config) == {"format", "name", "variant", "options", "trained_on"} and config["format"] == FORMAT
+    assert (config["name"], config["variant"]) == (model.meta.name, model.meta.variant)
+    options_cls = model_options_class(model.meta.name)
+    assert set(config["options"]) == {f.name for f in dataclasses.fields(options_cls)}
+    weights = load_file(str(folder / "model.safetensors"))
+    assert set(weights) <= set(model.state_dict()) and weights
 
 
 def _train_one_step(model, stage: str, tasks: tuple[str, ...]) -> None:

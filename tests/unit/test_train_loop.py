@@ -166,9 +166,9 @@ class _TinyTrainable(torch.nn.Module):
         return {"cir": in_batch_contrastive(query, targets, scaled_cosine(5.0), batch.target_ids)}
 
     def save_pretrained(self, directory):
-        from cirbench.train.checkpoint import write_model_folder
+        from cirbench.model_folder import write_model_folder
 
-        write_model_folder(self, directory, {"name": self.meta.name, "variant": self.meta.variant})
+        write_model_folder(self, directory)
 
 
 def _settings(**changes):
