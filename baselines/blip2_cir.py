@@ -22,10 +22,10 @@ from cirbench.backbones.blip2 import (
     Blip2Backbone,
     blip2_backbone_skeleton,
     load_blip2_backbone,
-    preprocess_image,
     resolve_synth_backbone_dir,
     tiny_blip2_backbone,
 )
+from cirbench.backbones.blip2_processing import preprocess_image
 from cirbench.interface import ModelMeta, check_training
 from cirbench.model_folder import (
     keep_state_hash,
@@ -36,7 +36,7 @@ from cirbench.model_folder import (
     write_model_folder,
 )
 from cirbench.scorers import get_scorer
-from cirbench.train.losses import Scores, in_batch_contrastive
+from cirbench.losses import Scores, in_batch_contrastive
 
 BLIP2_VARIANTS = ("vitg", "test_tiny", "synth_tiny")
 

@@ -3,7 +3,7 @@
 ``--device auto`` (the default of every command) is ``$CIRBENCH_DEVICE`` when set, else ``cuda``
 when torch sees a GPU, else ``cpu``. Any other value (``cpu``, ``cuda``, ``cuda:N``) is taken as
 given, and a CUDA device on a machine without one is refused with one clear line. Under torchrun a
-``cuda`` device becomes ``cuda:LOCAL_RANK`` in ``cirbench.train.distributed.setup``.
+``cuda`` device becomes ``cuda:LOCAL_RANK`` in ``cirbench.distributed.setup``.
 
 Precision: ``auto`` is bf16 on CUDA and fp32 on CPU (bf16 autocast runs on CPU too, slowly).
 torch loads inside the functions: the CLI imports this module at start-up.

@@ -28,7 +28,7 @@ from cirbench.backbones.clip import ClipBackbone
 from cirbench.baselines.options import Clip4CirOptions
 from cirbench.baselines.zero_shot.clip_baselines import ClipCIRModel, build_clip_model
 from cirbench.interface import CIRBatch, check_training
-from cirbench.train.losses import in_batch_contrastive, scaled_cosine
+from cirbench.losses import in_batch_contrastive, scaled_cosine
 
 REAL_VARIANTS = {
     "rn50x4": ("RN50x4", "openai"),

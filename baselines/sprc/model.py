@@ -41,12 +41,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from cirbench.backbones.blip2 import BLIP2_MEAN, BLIP2_STD, Blip2Backbone, blip_caption
+from cirbench.backbones.blip2 import Blip2Backbone
+from cirbench.backbones.blip2_processing import BLIP2_MEAN, BLIP2_STD, blip_caption
 from cirbench.backbones.targetpad import targetpad_transform
 from cirbench.baselines.blip2_cir import Blip2CIRModel, build_blip2_model
 from cirbench.baselines.options import SprcOptions
 from cirbench.interface import CIRBatch, ModelMeta, check_training
-from cirbench.train.losses import in_batch_contrastive
+from cirbench.losses import in_batch_contrastive
 
 
 class Sprc(Blip2CIRModel):

@@ -18,24 +18,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import open_clip
 import torch
-import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND, synth_backbone_dir  # noqa: F401 (public here too)
-from cirbench.backbones.targetpad import TARGETPAD_RATIO, TargetPad, targetpad_transform  # noqa: F401 (public here too)
-from cirbench.train.losses import in_batch_contrastive
-from cirbench.train.recipe import Schedule
-from cirbench.train.schedule import lr_factor
+from cirbench.backbones.folders import synth_backbone_dir
+from cirbench.backbones.targetpad import targetpad_transform
 
 TINY_CLIP = "cirbench-tiny-clip"
 _TINY_CONFIG_FILE = Path(__file__).with_name(f"{TINY_CLIP}.json")
@@ -177,67 +172,6 @@ def backbone_for_variant(
         return load_clip(local_dir(backbone_dir))
     name, tag = real_variants[variant]
     return load_clip(name, tag)
-
-
-def pretrain_clip_backbone(
-    pairs: list[tuple[Path, str]],
-    out_dir: str | Path,
-    *,
-    steps: int,
-    batch_size: int,
-    seed: int,
-    image_size: int = 64,
-    lr: float = 1e-3,
-    on_step: Callable[[int, float], None] | None = None,
-) -> Path:
-    """CLIP contrastive pre-training of the tiny open_clip model on (image path, caption) pairs.
-
-    Writes ``out_dir`` in open_clip's local-dir format (``open_clip_config.json`` +
-    ``open_clip_model.safetensors``) plus ``pretraining.json`` (settings, last loss); ``synth_tiny``
-    variants load it. Images are decoded once and kept in memory (64 px: a few MB per thousand).
-    ``on_step(step, loss)`` reports progress.
-    """
-    if not pairs:
-        raise ValueError("no image-caption pairs to pre-train on")
-    backbone = tiny_clip(seed)
-    if backbone.image_size != image_size:
-        raise ValueError(f"{TINY_CLIP} is built for {backbone.image_size} px images, not {image_size}")
-    transform = backbone.image_transform()
-    images = torch.stack([transform(Image.open(path)) for path, _ in pairs])
-    tokens = backbone.tokenizer([caption for _, caption in pairs])
-    clip = backbone.clip.train()
-    optimizer = torch.optim.AdamW(clip.parameters(), lr=lr, weight_decay=0.1)
-    schedule = Schedule("onecycle", pct_start=0.1)
-    loss = torch.tensor(float("nan"))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for step in range(steps):
-            batch = torch.randperm(len(pairs))[:batch_size]
-            loss = _clip_loss(clip, images[batch], tokens[batch], [pairs[i][1] for i in batch.tolist()])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.param_groups[0]["lr"] = lr * lr_factor(schedule, step, steps)
-            optimizer.step()
-            if on_step:
-                on_step(step, loss.item())
-    out_dir = backbone.save_open_clip(out_dir)
-    settings = {"pairs": len(pairs), "steps": steps, "batch_size": batch_size, "seed": seed,
-                "image_size": image_size, "lr": lr, "final_loss": loss.item()}
-    (out_dir / "pretraining.json").write_text(json.dumps(settings, indent=2) + "\n")
-    return out_dir
-
-
-def _clip_loss(clip: nn.Module, images: torch.Tensor, tokens: torch.Tensor, captions: list[str]) -> torch.Tensor:
-    """Symmetric image-text InfoNCE; pairs sharing a caption are not negatives of each other."""
-    image_features = clip.encode_image(images)
-    text_features = clip.encode_text(tokens)
-    scale = clip.logit_scale.clamp(max=math.log(100)).exp()
-
-    def scores(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return scale * F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T
-
-    return (in_batch_contrastive(image_features, text_features, scores, captions)
-            + in_batch_contrastive(text_features, image_features, scores, captions)) / 2
 
 
 @contextmanager

@@ -24,13 +24,9 @@ from pathlib import Path
 import torch
 from transformers import Blip2Config, Blip2ForImageTextRetrieval
 
-from cirbench.backbones.blip2 import (
-    BLIP2_HUB_NAME,
-    LAVIS_BOS_TOKEN,
-    Blip2Backbone,
-    tokenizer_from_vocab_file,
-    vitg_blip2_config,
-)
+from cirbench.backbones.blip2 import BLIP2_HUB_NAME, Blip2Backbone
+from cirbench.backbones.blip2_configs import vitg_blip2_config
+from cirbench.backbones.blip2_tokenizers import LAVIS_BOS_TOKEN, tokenizer_from_vocab_file
 from cirbench.baselines.blip2_cir import Blip2CIRModel
 from cirbench.data.schema import DataError
 from cirbench.model_folder import read_options

@@ -124,7 +124,8 @@ def backbone_scorer(kind: str, directory: Path, batch_size: int = 128) -> Scorer
     from PIL import Image
 
     if kind == "blip2":
-        from cirbench.backbones.blip2 import load_blip2_backbone, preprocess_image
+        from cirbench.backbones.blip2 import load_blip2_backbone
+        from cirbench.backbones.blip2_processing import preprocess_image
 
         blip2 = load_blip2_backbone(directory).eval()
 

@@ -68,8 +68,7 @@ def ensure_backbones(
     world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None
 ) -> dict[str, Path]:
     """Pre-train both backbones unless the world already has them for this recipe; then activate."""
-    from cirbench.backbones.blip2 import pretrain_blip2_backbone
-    from cirbench.backbones.clip import pretrain_clip_backbone
+    from cirbench.synth.pretrain import pretrain_blip2_backbone, pretrain_clip_backbone
     from cirbench.synth.vocabulary import world_vocabulary
     from cirbench.synth.world import image_caption_pairs
 

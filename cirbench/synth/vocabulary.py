@@ -26,7 +26,7 @@ VOCABULARY_VERSION = "world_texts_v1"
 
 def world_vocabulary(world_dir: Path) -> list[str]:
     """The words of every kind of text in the world, in order of first appearance."""
-    from cirbench.backbones.blip2 import words_of
+    from cirbench.backbones.blip2_tokenizers import words_of
 
     return words_of(world_texts(Path(world_dir)))
 

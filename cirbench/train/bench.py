@@ -29,7 +29,13 @@ from torch import nn
 
 from cirbench.compat import attention_implementations
 from cirbench.interface import CIRBatch
-from cirbench.train.loop import Stepper, TrainSettings, enable_grad_checkpointing, make_optimizer, prepare_model
+from cirbench.train.loop import (
+    Stepper,
+    TrainSettings,
+    enable_grad_checkpointing,
+    make_optimizer,
+    prepare_model,
+)
 
 # Peak dense bf16 tensor-core FLOP/s (vendor data sheets), matched against torch's device name.
 PEAK_BF16_FLOPS = [
@@ -272,7 +278,9 @@ def random_vitg_blip2_dir(directory: str | Path) -> Path:
     the real ones cannot be downloaded everywhere). Initialised on the GPU when there is one."""
     from transformers import Blip2ForImageTextRetrieval
 
-    from cirbench.backbones.blip2 import Blip2Backbone, build_tiny_tokenizer, vitg_blip2_config
+    from cirbench.backbones.blip2 import Blip2Backbone
+    from cirbench.backbones.blip2_configs import vitg_blip2_config
+    from cirbench.backbones.blip2_tokenizers import build_tiny_tokenizer
 
     directory = Path(directory)
     if (directory / "config.json").is_file():

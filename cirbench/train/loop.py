@@ -10,9 +10,9 @@ epoch (with validation when a validator is given), and checkpoints in safetensor
 Resuming gives the same result as an uninterrupted run: the data order and the text
 randomisation are functions of (seed, epoch, index) (``cirbench.train.data``), torch's RNG
 (dropout) is re-seeded from (seed, step, micro-step, rank) before every forward pass (inside
-``fork_rng``: the caller's RNG state is left alone), the learning rate is a function of the step
-(``cirbench.train.schedule``), and a checkpoint holds the weights, the optimizer state and the
-global Python / NumPy RNG states.
+``fork_rng``: the caller's RNG state is left alone), the learning rate is a torch scheduler's
+function of the step (``cirbench.train.schedule``), and a checkpoint holds the weights, the
+optimizer and scheduler states and the global Python / NumPy RNG states.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from cirbench.config import changed_keys, config_hash
 from cirbench.data.schema import DataError
 from cirbench.interface import check_training
 from cirbench.progress import progress_bar
-from cirbench.train import distributed
+from cirbench import distributed
 from cirbench.model_folder import stamp_config_hash
 from cirbench.train.checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from cirbench.train.data import BatchPlan, TripletDataset, step_loader
 from cirbench.train.recipe import TrainSettings
-from cirbench.train.schedule import lr_factor
+from cirbench.train.schedule import make_scheduler
 
 FINAL = "final"
 LOG_FILE = "log.jsonl"
@@ -113,11 +113,11 @@ def train(
     plan = BatchPlan(len(dataset), settings.batch_size, settings.grad_accum,
                      distributed.world_size(), distributed.rank(), settings.seed)
     total = settings.total_steps(plan.steps_per_epoch)
-    start = _start_step(run_dir, model, optimizer, config, resume)
-    _mark_trained_on(model, dataset_name)
-    run_dir.mkdir(parents=True, exist_ok=True)
     hooks = _Hooks(validate, validate_every, on_step)
     runner = _Runner(model, optimizer, settings, plan, total, device, run_dir, config, hooks)
+    start = _start_step(run_dir, model, optimizer, runner.stepper.scheduler, config, resume)
+    _mark_trained_on(model, dataset_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), progress_bar(progress, quiet=not distributed.is_main_process()) as bar:
         runner.run(dataset, start, bar)
     final_dir = _save_final(model, run_dir, config) if distributed.is_main_process() else None
@@ -159,7 +159,7 @@ def enable_grad_checkpointing(model: nn.Module) -> None:
     model.set_grad_checkpointing(True)
 
 
-def _start_step(run_dir: Path, model: nn.Module, optimizer, config: dict, resume: bool) -> int:
+def _start_step(run_dir: Path, model: nn.Module, optimizer, scheduler, config: dict, resume: bool) -> int:
     checkpoint = latest_checkpoint(run_dir)
     if not resume:
         if checkpoint is not None:
@@ -173,18 +173,36 @@ def _start_step(run_dir: Path, model: nn.Module, optimizer, config: dict, resume
         raise DataError(checkpoint / "trainer.json", "config_hash",
                         "this checkpoint was made with another recipe (or other --set values); "
                         f"differs in: {', '.join(changed_keys(trainer['config'], config)) or 'unknown'}")
+    _restore_scheduler(scheduler, trainer, int(trainer["step"]))
     random.setstate(_tuples(trainer["rng"]["python"]))
     np.random.set_state(tuple(trainer["rng"]["numpy"]))
     return int(trainer["step"])
 
 
+def _restore_scheduler(scheduler, trainer: dict[str, Any], step: int) -> None:
+    """The scheduler as the checkpoint left it; a checkpoint written before the loop stored it is
+    caught up by stepping (every lr here is a function of the step alone)."""
+    import warnings
+
+    if "scheduler" in trainer:
+        scheduler.load_state_dict(trainer["scheduler"])
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": on purpose here
+        for _ in range(step):
+            scheduler.step()
+
+
 class Stepper:
-    """One optimizer step: forward/backward over the micro-batches, clipping, lr, AdamW update."""
+    """One optimizer step: forward/backward over the micro-batches, clipping, the AdamW update at
+    the scheduler's lr, then the scheduler's step."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, settings: TrainSettings,
                  total_steps: int, device: torch.device):
         self.model, self.optimizer, self.settings = model, optimizer, settings
         self.total_steps, self.device = total_steps, device
+        self.scheduler = make_scheduler(optimizer, settings.schedule, total_steps)
+        self.last_lr = optimizer.param_groups[0]["lr"]  # the lr of the last optimizer step (logged)
         self.losses = _wrap_ddp(_Losses(model, settings.tasks), device)
         self.bf16 = settings.precision == "bf16" and device.type == "cuda"  # autocast on CUDA only
         # phase(name) -> a context around each phase of the step; cirbench.train.bench times them
@@ -201,7 +219,7 @@ class Stepper:
         reduced = self._reduced_losses(totals)  # before the update: a NaN stops with the weights intact
         _check_finite(step, reduced)
         with self.phase("optimizer"):
-            self.optimizer_step(step)
+            self.optimizer_step()
         return reduced
 
     def forward_backward(self, step: int, micro: int, batch, n_micro: int, totals: dict[str, torch.Tensor]) -> None:
@@ -217,15 +235,14 @@ class Stepper:
         for name, value in losses.items():
             totals[name] = totals.get(name, 0) + value.detach().float() / n_micro
 
-    def optimizer_step(self, step: int) -> None:
-        """Gradient clipping, the step's learning rate, the AdamW update."""
+    def optimizer_step(self) -> None:
+        """Gradient clipping, the AdamW update at the scheduler's lr, the scheduler's step."""
         if self.settings.max_grad_norm:
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             nn.utils.clip_grad_norm_(trainable, self.settings.max_grad_norm)
-        factor = lr_factor(self.settings.schedule, step, self.total_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.settings.lr * factor
+        self.last_lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
+        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def _reduced_losses(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -272,7 +289,7 @@ class _Runner:
         line = {
             "epoch": epoch + 1, "step": steps.stop, "total_steps": self.total,
             "loss": {name: value / len(steps) for name, value in sums.items()},
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.stepper.last_lr,
             "samples_per_s": len(steps) * self.settings.batch_size / seconds,
         }
         if self.hooks.validate and ((epoch + 1) % self.hooks.validate_every == 0 or steps.stop == self.total):
@@ -288,6 +305,7 @@ class _Runner:
             trainer = {
                 "step": done, "epoch": done / self.plan.steps_per_epoch, "total_steps": self.total,
                 "config": self.config, "config_hash": config_hash(self.config),
+                "scheduler": self.stepper.scheduler.state_dict(),
                 "rng": {"python": _lists(random.getstate()), "numpy": _lists(np.random.get_state())},
             }
             save_training_checkpoint(self.run_dir, self.model, self.optimizer, trainer,

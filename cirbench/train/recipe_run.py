@@ -31,7 +31,7 @@ def train_from_recipe(
         backend: the process group's backend under torchrun (see ``distributed.setup``).
     """
     from cirbench.interface import build_model, check_training
-    from cirbench.train import distributed
+    from cirbench import distributed
     from cirbench.train.loop import train as train_model
     from cirbench.train.validation import make_validator
 

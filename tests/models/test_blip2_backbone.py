@@ -12,21 +12,18 @@ from PIL import Image
 from transformers import AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval, PreTrainedTokenizerFast
 
 from cirbench.backbones.blip2 import (
-    BLIP2_MEAN,
-    BLIP2_STD,
-    SYNTH_BACKBONE_COMMAND,
     SYNTH_BACKBONE_ENV,
     Blip2Backbone,
-    _Blip2Pretraining,
     blip2_backbone_skeleton,
-    build_tiny_tokenizer,
     load_blip2_backbone,
-    preprocess_image,
-    pretrain_blip2_backbone,
     tiny_blip2_backbone,
-    tiny_blip2_config,
 )
+from cirbench.backbones.blip2_configs import tiny_blip2_config
+from cirbench.backbones.blip2_processing import BLIP2_MEAN, BLIP2_STD, preprocess_image
+from cirbench.backbones.blip2_tokenizers import build_tiny_tokenizer
+from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND
 from cirbench.interface import build_model
+from cirbench.synth.pretrain import Blip2Pretraining, pretrain_blip2_backbone
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +111,7 @@ def test_passes_match_the_retrieval_model_forward(backbone):
 
 def _recorded_matching_pairs(backbone, captions, similarity, hard_share, seed=0):
     """Run the matching loss with a recording ITM head: (image index, caption index) of each scored pair."""
-    objective = _Blip2Pretraining(backbone, hard_share=hard_share)
+    objective = Blip2Pretraining(backbone, hard_share=hard_share)
     image_embeds = torch.arange(len(captions), dtype=torch.float32).view(-1, 1, 1)  # row i holds i
     tokens = {"input_ids": torch.arange(len(captions)).view(-1, 1), "attention_mask": torch.ones(len(captions), 1)}
     seen = []

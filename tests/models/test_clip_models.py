@@ -9,15 +9,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cirbench.backbones.clip import (
-    SYNTH_BACKBONE_COMMAND,
-    SYNTH_CLIP_ENV,
-    TargetPad,
-    load_clip,
-    local_dir,
-    pretrain_clip_backbone,
-    tiny_clip,
-)
+from cirbench.backbones.clip import SYNTH_CLIP_ENV, load_clip, local_dir, tiny_clip
+from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND
+from cirbench.backbones.targetpad import TargetPad
+from cirbench.synth.pretrain import pretrain_clip_backbone
 from cirbench.baselines.clip4cir import model as clip4cir
 from cirbench.baselines.zero_shot import clip_baselines
 from cirbench.interface import CIRBatch, build_model, list_model_specs

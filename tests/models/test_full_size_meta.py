@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cirbench.backbones.blip2 import vitg_blip2_config
+from cirbench.backbones.blip2_configs import vitg_blip2_config
 from cirbench.baselines.params import fashionblip2_vitg_on_meta, full_size_parameter_counts, sprc_vitg_on_meta
 from cirbench.interface import build_model
 

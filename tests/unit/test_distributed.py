@@ -18,7 +18,8 @@ from test_train_loop import TripletDataset, _fresh_model, _settings, _triplets
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from cirbench.train import distributed, loop
+from cirbench import distributed
+from cirbench.train import loop
 
 _FACTORIES = {torch.tensor, torch.as_tensor, torch.scalar_tensor, torch.zeros, torch.ones, torch.full, torch.empty,
               torch.arange, torch.linspace, torch.eye, torch.rand, torch.randn, torch.randint}
@@ -54,7 +55,7 @@ class UnplacedTensors(TorchFunctionMode):
 
 
 class StrictProcessGroup:
-    """``torch.distributed`` as ``cirbench.train.distributed`` uses it: two ranks holding the same
+    """``torch.distributed`` as ``cirbench.distributed`` uses it: two ranks holding the same
     values, this process rank 0; like NCCL, a collective refuses a tensor that is not on the
     training device, and a tensor made without a device."""
 
