@@ -35,13 +35,13 @@ from cirbench.model_folder import (
     state_dict_sha256,
     write_model_folder,
 )
-from cirbench.scorers import get_scorer
+from cirbench.scorers import ScorerSimilarity
 from cirbench.losses import Scores, in_batch_contrastive
 
 BLIP2_VARIANTS = ("vitg", "test_tiny", "synth_tiny")
 
 
-class Blip2CIRModel(nn.Module):
+class Blip2CIRModel(ScorerSimilarity, nn.Module):
     """Base of the BLIP-2 CIR models. Subclasses define the encoders, losses and trainable parts."""
 
     name: ClassVar[str]
@@ -65,9 +65,6 @@ class Blip2CIRModel(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.backbone.tokenize(texts, self.options.max_text_len)
-
-    def similarity(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return get_scorer(self.meta.scorer)(q, c)
 
     def contrastive(
         self,

@@ -21,7 +21,7 @@ from cirbench.backbones.clip import ClipBackbone, backbone_for_variant, load_cli
 from cirbench.baselines.options import ClipOptions
 from cirbench.interface import ModelMeta
 from cirbench.model_folder import load_model_weights, read_model_folder, read_options, state_dict_sha256, write_model_folder
-from cirbench.scorers import get_scorer
+from cirbench.scorers import ScorerSimilarity
 
 # variant -> (open_clip model name, pretrained tag); the names in baselines/zoo.py
 REAL_VARIANTS = {
@@ -31,7 +31,7 @@ REAL_VARIANTS = {
 }
 
 
-class ClipCIRModel(nn.Module):
+class ClipCIRModel(ScorerSimilarity, nn.Module):
     """Base of the CLIP family: one open_clip backbone, cosine scoring, [D] query and candidate.
 
     Subclasses define ``encode_query``; trainable ones also ``stages``, ``tasks``,
@@ -54,16 +54,12 @@ class ClipCIRModel(nn.Module):
             image_size=backbone.image_size, trained_on=tuple(trained_on), description=self.description,
         )
         self._transform = backbone.image_transform(self.options.pad_ratio)
-        self._scorer = get_scorer("cosine")
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)
 
     def encode_candidates(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone.encode_image(images)
-
-    def similarity(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self._scorer(q, c)
 
     def checkpoint_hash(self) -> str:
         return state_dict_sha256(self)

@@ -3,12 +3,13 @@
 Per split it encodes the gallery once with ``encode_candidates`` (cached on disk per model spec,
 checkpoint hash and the ordered gallery's image files, see ``retrieval.gallery_key``),
 encodes every query with ``encode_query`` (reference image + the protocol's query text), and ranks
-each query's target with the scorer named in ``model.meta.scorer``, in query chunks (tie rule in
+each query's target with the model's ``similarity``, in query chunks (``retrieval.GalleryScores``:
+a model whose similarity is its scorer's gets its gallery prepared once; tie rule in
 ``cirbench.eval.retrieval``: ties count against the target). It keeps the rank of every query:
 metrics, intervals and paired tests are computed from these arrays afterwards.
 
 It talks to the model only through the interface (``preprocess``, ``encode_query``,
-``encode_candidates``, ``checkpoint_hash``, ``meta``). The caller places the model on ``device``;
+``encode_candidates``, ``similarity``, ``checkpoint_hash``, ``meta``). The caller places the model on ``device``;
 the evaluator puts its inputs there and, for a torch module, switches it to eval mode for the run
 (restoring the previous mode afterwards).
 
@@ -31,9 +32,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from cirbench.data.schema import DataError, EvalSplit
 from cirbench.eval.protocols import EvalProtocol
-from cirbench.eval.retrieval import FeatureCache, gallery_key, rank_targets
+from cirbench.eval.retrieval import FeatureCache, GalleryScores, gallery_key, rank_targets
 from cirbench.progress import progress_bar
-from cirbench.scorers import get_scorer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -126,8 +126,8 @@ def _evaluate_split(run: _Run, split: EvalSplit, columns: dict[str, int], target
         candidates = _gallery_features(run, split).to(run.device)
         queries = _query_features(run, split).to(run.device)
         excluded = _reference_columns(split, columns) if run.protocol.remove_reference else None
-        scorer = get_scorer(run.model.meta.scorer)
-        ranks = rank_targets(scorer, queries, candidates, targets, excluded, chunk_size=run.chunk_size)
+        gallery = GalleryScores.of_model(run.model, candidates)
+        ranks = rank_targets(gallery, queries, targets, excluded, chunk_size=run.chunk_size)
     else:
         ranks = np.zeros(0, dtype=np.int64)
     query_ids = [q.query_id for q in split.queries]

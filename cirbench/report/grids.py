@@ -4,7 +4,7 @@ One row per query: the reference image, the query text as the protocol forms it,
 retrieved gallery images, best first, with the target framed in green when it is among them.
 
 The selected queries are scored through the model interface only (``preprocess``,
-``encode_query``, ``encode_candidates``, the scorer named in ``model.meta.scorer``), with the
+``encode_query``, ``encode_candidates``, ``similarity``), with the
 gallery features taken from the evaluator's feature cache when it holds them. The displayed order
 follows the evaluator's tie rule (the target is placed last among equal scores), so the shown
 position of the target is the rank the evaluator reports.
@@ -127,7 +127,6 @@ def retrieve_top_k(
 ) -> list[GridRow]:
     """The top-k gallery ids and the target's rank for each chosen query."""
     from cirbench.eval.retrieval import ranks_from_scores
-    from cirbench.scorers import get_scorer
 
     queries = [_query(split, index) for index in query_indices]
     texts = [protocol.query_text(q.captions) for q in queries]
@@ -138,7 +137,7 @@ def retrieve_top_k(
     with eval_mode(model):
         candidates = _gallery_features(model, split, cache_dir, device, batch_size).to(device)
         references = _load_images(model, split, [q.reference_id for q in queries]).to(device)
-        scores = get_scorer(model.meta.scorer)(model.encode_query(references, texts), candidates).float().cpu()
+        scores = model.similarity(model.encode_query(references, texts), candidates).float().cpu()
     targets, excluded = _target_and_excluded_columns(queries, columns, protocol)
     ranks = ranks_from_scores(scores, targets, excluded)
     return [
