@@ -6,6 +6,10 @@ in the same folder, flush and fsync it, rename it over the target (``os.replace`
 file system), then fsync the folder so the rename itself survives a power cut. A reader sees the
 old file or the new one, never a mix; on an error the temporary file is removed and the target is
 left as it was. Folders that are built whole (a final model folder) keep their own rename.
+
+``cache_root`` is where cirbench keeps what it can rebuild: ``$CIRBENCH_CACHE`` (the one meaning
+of that variable), else ``~/.cache/cirbench``; encoded galleries go to ``features/`` under it, the
+default synthetic world to ``worlds/``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 PARTIAL_SUFFIX = ".partial"
+CACHE_ENV = "CIRBENCH_CACHE"
+
+
+def cache_root() -> Path:
+    """``$CIRBENCH_CACHE``, else ``~/.cache/cirbench``: the root of every cache cirbench keeps."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cirbench").expanduser()
 
 
 @contextlib.contextmanager

@@ -31,7 +31,6 @@ class ModelMeta:
     candidate_shape: tuple[int, ...]  # per-candidate embedding shape, e.g. (32, 256)
     image_size: int = 224
     trained_on: tuple[str, ...] = ()  # datasets seen in training, e.g. ("facap", "fashioniq")
-    description: str = ""
 
     @property
     def spec(self) -> str:

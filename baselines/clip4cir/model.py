@@ -61,7 +61,6 @@ def _linear_relu_dropout(inputs: int, outputs: int, dropout: float) -> nn.Sequen
 
 class CLIP4CIR(ClipCIRModel):
     name = "clip4cir"
-    description = "CLIP4CIR: fine-tuned CLIP + gated Combiner, cosine scoring"
     Options = Clip4CirOptions
     stages = ("clip_finetune", "combiner")
     tasks = ("cir",)

@@ -87,7 +87,6 @@ class FashionBlip2(Blip2CIRModel):
         # One temperature for both tasks: every trainable parameter is used whatever the tasks (DDP needs that).
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / options.init_temperature)))
         shape = (options.num_heads, options.head_dim) if multihead else (options.head_dim,)
-        adapters_state = "on" if options.use_adapters else "off"
         self.meta = ModelMeta(
             name=self.name,
             variant=variant,
@@ -95,7 +94,6 @@ class FashionBlip2(Blip2CIRModel):
             query_shape=shape,
             candidate_shape=shape,
             image_size=backbone.image_size,
-            description=f"FashionBLIP-2, adapters {adapters_state}, {options.matching} matching",
         )
 
     def encode_query(self, ref_images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:

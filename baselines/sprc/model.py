@@ -70,7 +70,6 @@ class Sprc(Blip2CIRModel):
             query_shape=(backbone.embed_dim,),
             candidate_shape=(backbone.num_query_tokens, backbone.embed_dim),
             image_size=backbone.image_size,
-            description="SPRC: sentence-level prompt from the fused Q-Former, max over 32 candidate tokens",
         )
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:

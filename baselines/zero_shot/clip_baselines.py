@@ -38,7 +38,6 @@ class ClipCIRModel(ScorerSimilarity, nn.Module):
     ``set_trainable`` and ``training_losses``."""
 
     name = ""  # registry name
-    description = ""
     Options: type[ClipOptions] = ClipOptions
     stages: tuple[str, ...] = ()  # zero-shot: nothing to train
     tasks: tuple[str, ...] = ()
@@ -51,7 +50,7 @@ class ClipCIRModel(ScorerSimilarity, nn.Module):
         dim = backbone.embed_dim
         self.meta = ModelMeta(
             name=self.name, variant=variant, scorer="cosine", query_shape=(dim,), candidate_shape=(dim,),
-            image_size=backbone.image_size, trained_on=tuple(trained_on), description=self.description,
+            image_size=backbone.image_size, trained_on=tuple(trained_on),
         )
         self._transform = backbone.image_transform(self.options.pad_ratio)
 
@@ -71,24 +70,21 @@ class ClipCIRModel(ScorerSimilarity, nn.Module):
 
 
 class ClipImageOnly(ClipCIRModel):
-    name = "clip_image_only"
-    description = "zero-shot CLIP: the reference image alone (ignores the text)"
+    name = "clip_image_only"  # zero-shot CLIP: the reference image alone (ignores the text)
 
     def encode_query(self, ref_images, texts):
         return self.backbone.encode_image(ref_images)
 
 
 class ClipTextOnly(ClipCIRModel):
-    name = "clip_text_only"
-    description = "zero-shot CLIP: the modification text alone (ignores the image)"
+    name = "clip_text_only"  # zero-shot CLIP: the modification text alone (ignores the image)
 
     def encode_query(self, ref_images, texts):
         return self.backbone.encode_text(texts)
 
 
 class ClipSum(ClipCIRModel):
-    name = "clip_sum"
-    description = "zero-shot CLIP: normalised image embedding + normalised text embedding"
+    name = "clip_sum"  # zero-shot CLIP: normalised image embedding + normalised text embedding
 
     def encode_query(self, ref_images, texts):
         image = F.normalize(self.backbone.encode_image(ref_images), dim=-1)

@@ -67,6 +67,19 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def refuse_unused(ctx, why: str, *names: str) -> None:
+    """Refuse the options among ``names`` (parameter names) that were given on the command line
+    but would be ignored by this invocation: one line naming the first one and ``why``.
+
+    Every command calls it where an option acts only in some modes (``eval --all``, ``doctor
+    --gpu``, ...): an option either acts or is refused, never ignored without a word."""
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name in names else None
+        # by name: typer may carry its own copy of click's ParameterSource enum
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            raise DataError("command line", param.opts[0], f"not used here: {why}")
+
+
 @contextmanager
 def library_output_to_stderr(active: bool = True) -> Iterator[None]:
     """Around the work of a ``--json`` command (not its final print), so that stdout holds exactly
@@ -169,20 +182,21 @@ def _print_parameter_counts() -> None:
 
 
 def eval_model(
-    model: Optional[str] = typer.Option(None, "--model", help="Model spec name[:variant]; see `cirbench models`."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Benchmark name, e.g. fashioniq, enhfashioniq."),
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, "--model", help="Without --all: model spec name[:variant]; see `cirbench models`."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Without --all: benchmark name, e.g. fashioniq, enhfashioniq."),
     data_root: Path = typer.Option(..., "--data-root", help="The benchmark's folder (FashionIQ layout); with --all, the folder holding one subfolder per benchmark (fashioniq/, enhfashioniq/)."),
     all_: bool = typer.Option(False, "--all", help="Every trained model under --runs and every zero-shot model x every benchmark under --data-root; failures become error rows; finished results are reused."),
-    runs: Path = typer.Option(Path("runs"), "--runs", help="With --all: where trained models (*/final/) are looked for."),
-    zero_shot: str = typer.Option("clip_image_only,clip_text_only,clip_sum", "--zero-shot", help="With --all: comma-separated zero-shot model specs."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Folder written by training (save_pretrained)."),
-    split: str = typer.Option("val", "--split", help="Split to evaluate."),
-    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated, e.g. dress,shirt (default: all)."),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="With --all only: where trained models (*/final/) are looked for."),
+    zero_shot: str = typer.Option("clip_image_only,clip_text_only,clip_sum", "--zero-shot", help="With --all only: comma-separated zero-shot model specs."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Without --all: the model folder written by training or import-weights (save_pretrained)."),
+    split: str = typer.Option("val", "--split", help="Split to evaluate (with --all: on every benchmark)."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated, e.g. dress,shirt (default: all; with --all: on every benchmark)."),
     missing: Missing = typer.Option(Missing.error, "--missing", help="Queries whose images are missing: stop, or skip them."),
     protocol: str = typer.Option("fashioniq/v1", "--protocol", help="Evaluation protocol id."),
     out: Optional[Path] = typer.Option(None, "--out", show_default="runs/<timestamp>-<model>-<dataset>", help="Run folder for results.jsonl and ranks.jsonl (appended)."),
     show_table: bool = typer.Option(False, "--table", help="Print the Table-3 layout of this run."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default="$CIRBENCH_CACHE or ~/.cache/cirbench/features", help="Where encoded galleries are cached."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default="features/ under $CIRBENCH_CACHE, else ~/.cache/cirbench/features", help="Where encoded galleries are cached."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode galleries afresh and cache nothing."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per encoder batch."),
     chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Queries scored at once."),
@@ -199,6 +213,7 @@ def eval_model(
     """
     from cirbench.data.benchmarks import DATASETS
     from cirbench.eval.protocols import get_protocol
+    from cirbench.experiments.evaluate_all import build_for_evaluation
     from cirbench.interface import resolve_spec
     from cirbench.model_folder import folder_config_hash
 
@@ -209,16 +224,23 @@ def eval_model(
         device = resolve_device(device)
         options = EvalOptions(device, resolve_precision(precision, device), batch_size, chunk_size,
                               default_num_workers(device) if num_workers is None else num_workers)
+    wanted = tuple(c.strip() for c in categories.split(",") if c.strip()) if categories else None
     if all_:
-        return _eval_all(data_root, runs, zero_shot, out, protocol, cache_dir, no_cache, options, seed, show_table)
+        with user_errors():
+            refuse_unused(ctx, "--all evaluates every trained model under --runs and every benchmark under --data-root",
+                          "model", "dataset", "checkpoint")
+        benchmarks = dict(split=split, categories=wanted, missing=missing.value)
+        return _eval_all(data_root, runs, zero_shot, out, protocol, benchmarks, cache_dir, no_cache, options, seed,
+                         show_table)
     with user_errors():
+        refuse_unused(ctx, "--runs and --zero-shot choose the models of --all", "runs", "zero_shot")
         if not model or not dataset:
             raise DataError("command line", "--model/--dataset", "give both (or --all)")
         spec = resolve_spec(model)
         eval_protocol = get_protocol(protocol)
-        wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
-        splits = DATASETS.get(dataset)(data_root, split=split, categories=wanted, missing=missing.value)
-        built = _build_on_device(str(spec), checkpoint, options, seed)
+        splits = DATASETS.get(dataset)(data_root, split=split, categories=list(wanted) if wanted else None,
+                                       missing=missing.value)
+        built = build_for_evaluation(str(spec), checkpoint, options.device, options.precision, seed)
         result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, options)
         run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
         records = _write_results(result, eval_protocol, run_dir, seed, folder_config_hash(checkpoint))
@@ -238,22 +260,6 @@ class EvalOptions:
     batch_size: int
     chunk_size: int
     num_workers: int
-
-
-def _build_on_device(spec: str, checkpoint: Path | None, options: EvalOptions, seed: int):
-    """The model on the device; at bf16 its frozen towers held in bf16 (it is built for evaluation only)."""
-    import torch
-
-    from cirbench.eval.evaluator import hold_in_bf16
-    from cirbench.interface import build_model
-
-    torch.manual_seed(seed)
-    model = build_model(spec, checkpoint=checkpoint)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(options.device)
-    if options.precision == "bf16":
-        hold_in_bf16(model)
-    return model
 
 
 def _evaluate(model, splits, protocol, cache_dir, no_cache, options: EvalOptions):
@@ -442,7 +448,7 @@ def _bench_table(report: dict):
     return table
 
 
-def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], protocol: str,
+def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], protocol: str, benchmark_options: dict,
               cache_dir: Optional[Path], no_cache: bool, options: EvalOptions, seed: int, show_table: bool) -> None:
     """``eval --all``: models x benchmarks through cirbench.experiments.evaluate_all."""
     from cirbench.eval.retrieval import default_cache_dir
@@ -451,7 +457,7 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
     from cirbench.results import read_errors, read_ranks, read_records
 
     with user_errors():
-        benchmarks = find_benchmarks(data_root)
+        benchmarks = find_benchmarks(data_root, **benchmark_options)
         if not benchmarks:
             raise DataError(data_root, "benchmarks", "no benchmark folder (fashioniq/, enhfashioniq/ with captions/) here")
         specs = [str(resolve_spec(s.strip())) for s in zero_shot.split(",") if s.strip()]
@@ -460,8 +466,8 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
         errors = evaluate_all(models, benchmarks, run_dir, protocol_id=protocol, device=options.device, seed=seed,
                               cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                               log=lambda line: _console().print(line, markup=False, highlight=False),
-                              batch_size=options.batch_size, precision=options.precision,
-                              num_workers=options.num_workers)
+                              batch_size=options.batch_size, chunk_size=options.chunk_size,
+                              precision=options.precision, num_workers=options.num_workers)
         if show_table:
             _print_tables(read_records([run_dir]), read_ranks([run_dir]), errors=read_errors([run_dir]))
     for row in errors:

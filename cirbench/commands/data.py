@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from cirbench.commands.core import user_errors
+from cirbench.commands.core import refuse_unused, user_errors
 from cirbench.progress import progress_bar
 
 
@@ -23,6 +23,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
 
 def fetch(
+    ctx: typer.Context,
     dataset: str = typer.Argument(..., help="What to download: fashioniq."),
     root: Path = typer.Option(..., "--root", help="Folder to fill: captions/, image_splits/, image_url/, images/."),
     base_url: Optional[str] = typer.Option(
@@ -53,6 +54,9 @@ def fetch(
             f"can fetch {', '.join(FETCHABLE)}; enhFashionIQ is built with `cirbench build-enhfiq`"
         )
     settings = fetching.FetchSettings(workers=workers, timeout=timeout, retries=retries)
+    with user_errors():
+        if not images:
+            refuse_unused(ctx, "they download images, and --no-images downloads none", "workers", "url_lists_base_url")
     with user_errors(), progress_bar() as progress:
         task = progress.add_task("images", total=None)
         report = fetching.fetch_fashioniq(

@@ -17,6 +17,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
 
 def doctor(
+    ctx: typer.Context,
     gpu: bool = typer.Option(False, "--gpu", help="Run the GPU acceptance pipeline (tests, bench train at paper size, evaluation throughput, torchrun on NCCL); needs CUDA."),
     out: Path = typer.Option(Path("runs/doctor"), "--out", help="With --gpu: where doctor.json, doctor.md, stand-in images and random backbones go."),
     fashioniq: Optional[Path] = typer.Option(None, "--fashioniq", help="With --gpu: a FashionIQ annotation folder (captions/, image_splits/) for the evaluation throughput run."),
@@ -36,9 +37,14 @@ def doctor(
     """
     import torch
 
-    from cirbench.commands.core import library_output_to_stderr, user_errors
+    from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
     from cirbench.doctor import STEPS, DoctorPlan, environment, run_doctor
 
+    with user_errors():
+        if gpu:
+            refuse_unused(ctx, "--gpu writes OUT/doctor.json; --json prints the environment report without --gpu", "as_json")
+        else:
+            refuse_unused(ctx, "only the GPU acceptance run (--gpu) uses it", "out", "fashioniq", "category", "steps")
     if not gpu:
         with library_output_to_stderr(as_json):
             report = environment()

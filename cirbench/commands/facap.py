@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from cirbench.commands.core import library_output_to_stderr, user_errors
+from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
 
 
 class Backend(str, Enum):
@@ -47,6 +47,22 @@ DEVICE = typer.Option("cpu", "--device", help="Device for the CLIP encoder and t
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
+def _refuse_unused_backend_options(ctx: typer.Context, captioner: Backend, modifier: Backend) -> None:
+    """The backend options that neither chosen backend reads are refused, not ignored."""
+    kinds = {captioner.value, modifier.value}
+    if "openai" not in kinds:
+        refuse_unused(ctx, "for the openai backend (--captioner/--modifier openai)",
+                      "api_base", "api_key_env", "concurrency", "max_attempts", "timeout")
+    if "transformers" not in kinds:
+        refuse_unused(ctx, "for the transformers backend", "generation_batch")
+    if kinds == {"offline"}:
+        refuse_unused(ctx, "the offline backends generate no tokens", "max_new_tokens")
+    if captioner is Backend.offline:
+        refuse_unused(ctx, "the offline captioner has no model", "captioner_model")
+    if modifier is Backend.offline:
+        refuse_unused(ctx, "the offline modifier has no model", "modifier_model")
+
+
 def _stage_options(captioner_model: Optional[str], modifier_model: Optional[str], **shared) -> dict:
     """The captioner's and the modifier's BackendOptions: their own model, the rest shared."""
     from cirbench.facap.backends import BackendOptions
@@ -62,6 +78,7 @@ def _world(world: Optional[Path], quiet: bool) -> Path:
 
 
 def build_facap(
+    ctx: typer.Context,
     fashion200k: Optional[Path] = typer.Option(None, "--fashion200k", help="Fashion200k folder (labels/, women/)."),
     deepfashion_mm: Optional[Path] = typer.Option(None, "--deepfashion-mm", help="DeepFashion-MultiModal folder (image/, captions.json, labels/)."),
     folder: Optional[Path] = typer.Option(None, "--folder", help="Any image folder, with --metadata."),
@@ -101,6 +118,9 @@ def build_facap(
     specs = [build.SourceSpec(k, p) for k, p in (("fashion200k", fashion200k), ("deepfashion_mm", deepfashion_mm)) if p]
     specs += [build.SourceSpec("folder", folder, metadata)] if folder else []
     with user_errors():
+        _refuse_unused_backend_options(ctx, captioner, modifier)
+        if specs:
+            refuse_unused(ctx, "the synthetic world is the input only when no source is given", "world")
         world_dir = _world(world, quiet) if not specs else None
         embedder = _world_embedder(clip_model, world_dir, device) if world_dir else None
         config = build.FacapBuildConfig(
@@ -169,6 +189,7 @@ def _report_build(manifest: dict, out: Path) -> None:
 
 
 def build_enhfiq(
+    ctx: typer.Context,
     fashioniq: Optional[Path] = typer.Option(None, "--fashioniq", help="FashionIQ folder (captions/, image_splits/, images/); default: the synthetic world's."),
     world: Optional[Path] = WORLD,
     out: Path = typer.Option(Path("enhfashioniq"), "--out", help="Output folder, in FashionIQ layout."),
@@ -203,6 +224,9 @@ def build_enhfiq(
     from cirbench.facap.pipeline import PipelineSettings
 
     with user_errors():
+        _refuse_unused_backend_options(ctx, captioner, modifier)
+        if fashioniq is not None:
+            refuse_unused(ctx, "the synthetic world's FashionIQ-like split is the input only without --fashioniq", "world")
         world_dir = _world(world, quiet) if fashioniq is None else None
         embedder = _world_embedder(clip_model, world_dir, device) if world_dir else None
         config = enhfiq.EnhFiqBuildConfig(

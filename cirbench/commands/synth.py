@@ -136,6 +136,7 @@ def synth_backbones(
 
 
 def synth_probe(
+    ctx: typer.Context,
     world: Annotated[Path, typer.Option("--world", help="A folder written by cirbench synth, with backbones/.")],
     backbone: Annotated[str, typer.Option(help="blip2, clip, or both.")] = "both",
     split: Annotated[str, typer.Option(help="FashionIQ-like split whose images are probed.")] = "val",
@@ -164,12 +165,17 @@ def synth_probe(
     from rich.console import Console
     from rich.table import Table
 
-    from cirbench.commands.core import library_output_to_stderr, user_errors
+    from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
     from cirbench.data.schema import DataError
     from cirbench.synth.tiny_backbones import backbone_dirs
     from cirbench.synth.probe import backbone_scorer, probe_attributes
 
     torch.set_num_threads(threads)
+    with user_errors():
+        if model is not None:
+            refuse_unused(ctx, "--model probes a CIR model, not the backbones", "backbone")
+        else:
+            refuse_unused(ctx, "for the probe of a CIR model (--model)", "checkpoint", "references")
     if model is not None:
         _follow_probe(world, model, checkpoint, split, references, as_json)
         return

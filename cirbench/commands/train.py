@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from cirbench.commands.core import library_output_to_stderr, user_errors
+from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
 from cirbench.data.schema import DataError
 from cirbench.devices import DEVICE_HELP
 
@@ -29,6 +29,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
 
 def train(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Model name[:variant]; the variant overrides the recipe's model.variant."),
     recipe: Path = typer.Option(..., "--recipe", help="YAML recipe, e.g. recipes/clip4cir/stage1_tiny.yaml (schema: recipes/README.md)."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override one recipe key, a.b=value (YAML value); repeatable."),
@@ -50,7 +51,11 @@ def train(
     from cirbench.train.recipe import read_recipe
     from cirbench.train.recipe_run import train_from_recipe
 
+    from cirbench.distributed import launched_with_torchrun
+
     with user_errors():
+        if not launched_with_torchrun():
+            refuse_unused(ctx, "the process-group backend exists only under torchrun", "dist_backend")
         target = resolve_device(device)
         config = apply_overrides(load_recipe(recipe), overrides or [], recipe)
         spec = read_recipe(config, recipe, model).spec  # the whole recipe checked before any folder is made
@@ -63,6 +68,7 @@ def train(
 
 
 def bench_train(
+    ctx: typer.Context,
     model: str = typer.Option(..., "--model", help="Registered model name, e.g. fashionblip2."),
     size: Size = typer.Option(Size.tiny, "--size", help="tiny: the test_tiny variant on CPU; full (or vitg): the paper size on CUDA, random weights: ViT-g for fashionblip2 and sprc, RN50x4 for clip4cir."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default="32 tiny, 512 full", help="Samples per optimizer step."),
@@ -88,6 +94,8 @@ def bench_train(
 
     full = size is not Size.tiny
     with user_errors(), library_output_to_stderr(as_json):
+        if not full:
+            refuse_unused(ctx, "the random paper-size backbones are made only with --size full", "backbone_dir")
         if full and not torch.cuda.is_available():
             raise DataError("--size", size.value, "needs a CUDA GPU (paper-size training at batch 512); use --size tiny on CPU")
         if full and model not in FULL_SIZE_VARIANTS:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
@@ -181,5 +180,7 @@ class FeatureCache:
 
 
 def default_cache_dir() -> Path:
-    """``$CIRBENCH_CACHE`` or ``~/.cache/cirbench/features``."""
-    return Path(os.environ.get("CIRBENCH_CACHE") or Path.home() / ".cache" / "cirbench" / "features")
+    """``features/`` under the cache root (``$CIRBENCH_CACHE``, else ``~/.cache/cirbench``)."""
+    from cirbench.files import cache_root
+
+    return cache_root() / "features"

@@ -8,7 +8,6 @@ tables, the paper's findings with paired tests, the data-size curve, qualitative
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,7 +126,3 @@ def _grid(plan: Plan, ranks: list[dict], data: dict[str, Path], finals: dict[str
     indices = pick_queries(split, rows[0], k=5, n_hits=3, n_misses=2)
     out_dir.mkdir(parents=True, exist_ok=True)
     return qualitative_grid(model, split, FASHIONIQ_V1, indices, out_path=out_dir / "fashionblip2_dress.png", k=5)
-
-
-def summary_json(written: dict) -> str:
-    return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in written.items()}, default=str, indent=2)

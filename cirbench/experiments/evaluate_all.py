@@ -28,17 +28,34 @@ class BenchmarkEntry:
     dataset: str  # registry name, e.g. "fashioniq"
     root: Path
     split: str = "val"
+    categories: tuple[str, ...] | None = None  # None: every category of the split
+    missing: str = "error"  # queries whose images are missing: "error" or "skip"
+
+    def load(self) -> list:
+        """The benchmark's evaluation splits (``DATASETS`` reader)."""
+        from cirbench.data.benchmarks import DATASETS
+
+        categories = list(self.categories) if self.categories is not None else None
+        return DATASETS.get(self.dataset)(self.root, split=self.split, categories=categories, missing=self.missing)
 
 
-def find_benchmarks(data_root: Path) -> list[BenchmarkEntry]:
-    """Every registered benchmark whose folder (its registry ``subdir``) exists under ``data_root``."""
+def find_benchmarks(data_root: Path, *, split: str = "val", categories: tuple[str, ...] | None = None,
+                    missing: str = "error") -> list[BenchmarkEntry]:
+    """Every registered benchmark whose folder (its registry ``subdir``) exists under ``data_root``.
+
+    Args:
+        data_root: the folder holding one subfolder per benchmark.
+        split: the split evaluated on each.
+        categories: the categories evaluated (None: all).
+        missing: queries whose images are missing: "error" or "skip".
+    """
     from cirbench.data.benchmarks import DATASETS
 
     found = []
     for entry in DATASETS.entries():
         folder = Path(data_root) / entry.metadata.get("subdir", entry.name)
         if (folder / "captions").is_dir():
-            found.append(BenchmarkEntry(entry.name, folder))
+            found.append(BenchmarkEntry(entry.name, folder, split, categories, missing))
     return found
 
 
@@ -63,6 +80,7 @@ def evaluate_all(
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 128,
+    chunk_size: int = 1024,
     progress: bool = True,
     log: Callable[[str], None] = print,
     precision: str = "fp32",
@@ -70,9 +88,22 @@ def evaluate_all(
 ) -> list[dict]:
     """Evaluate each model on each benchmark into ``out``; returns the error rows.
 
-    ``precision`` "bf16": bf16 autocast, and each model (built here, for evaluation only) holds its
-    frozen towers in bf16. An evaluation is reused only at the same precision."""
-    from cirbench.data.benchmarks import DATASETS
+    Args:
+        models: the models (zero-shot specs, or trained folders).
+        benchmarks: the benchmarks, each with its split, categories and missing-image rule.
+        out: the run folder (results.jsonl, ranks.jsonl, errors.jsonl; appended, finished work reused).
+        protocol_id: the evaluation protocol.
+        cache_dir: the gallery feature cache (None: none).
+        device: where models run.
+        seed: recorded with every result (and torch's seed while encoding).
+        batch_size: images per encoder batch.
+        chunk_size: queries scored at once.
+        progress: show progress bars.
+        log: one line per evaluation (reused, evaluated, failed).
+        precision: "bf16": bf16 autocast, and each model (built here, for evaluation only) holds its
+            frozen towers in bf16. An evaluation is reused only at the same precision.
+        num_workers: image-decoding processes.
+    """
     from cirbench.eval.protocols import get_protocol
 
     protocol = get_protocol(protocol_id)
@@ -84,16 +115,17 @@ def evaluate_all(
         for bench in benchmarks:
             try:
                 if bench not in splits_cache:
-                    splits_cache[bench] = DATASETS.get(bench.dataset)(bench.root, split=bench.split)
-                model = model or _build(model_entry, device, precision)
-                key = (model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id, precision)
-                if key in done:
+                    splits_cache[bench] = bench.load()
+                model = model or build_for_evaluation(model_entry.spec, model_entry.checkpoint, device, precision, seed)
+                keys = {(model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id, precision,
+                         split.category) for split in splits_cache[bench]}
+                if keys <= done:
                     log(f"reused: {model_entry.label} on {bench.dataset}")
                     continue
                 _evaluate_one(model, model_entry, splits_cache[bench], protocol, out, cache_dir,
-                              dict(device=device, batch_size=batch_size, progress=progress, precision=precision,
-                                   num_workers=num_workers), seed)
-                done.add(key)
+                              dict(device=device, batch_size=batch_size, chunk_size=chunk_size, progress=progress,
+                                   precision=precision, num_workers=num_workers), seed)
+                done |= keys
                 log(f"evaluated: {model_entry.label} on {bench.dataset}")
             except Exception as exc:  # one failing model must not hide the others: record it
                 errors.append(_error_row(model_entry, bench, protocol.id, exc))
@@ -102,24 +134,32 @@ def evaluate_all(
     return errors
 
 
-def _build(entry: ModelEntry, device: str, precision: str):
+def build_for_evaluation(spec: str, checkpoint: Path | None, device: str, precision: str, seed: int = 0):
+    """A model built only to be evaluated: on ``device`` (a torch module), at bf16 holding its
+    frozen towers in bf16 (``hold_in_bf16``); torch seeded with ``seed`` first."""
+    import torch
+
     from cirbench.eval.evaluator import hold_in_bf16
     from cirbench.interface import build_model
 
-    model = build_model(entry.spec, checkpoint=entry.checkpoint).to(device)
+    torch.manual_seed(seed)
+    model = build_model(spec, checkpoint=checkpoint)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
     if precision == "bf16":
         hold_in_bf16(model)
     return model
 
 
 def _finished(out: Path) -> set[tuple]:
-    """(label, checkpoint hash, dataset, split, protocol, precision) of every evaluation already in ``out``, read once."""
+    """(label, checkpoint hash, dataset, split, protocol, precision, category) of every evaluation
+    already in ``out``, read once."""
     from cirbench.results import RESULTS_FILE, read_records, record_precision
 
     if not (Path(out) / RESULTS_FILE).is_file():
         return set()
-    return {(r.get("label"), r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"], record_precision(r))
-            for r in read_records([Path(out) / RESULTS_FILE])}
+    return {(r.get("label"), r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"], record_precision(r),
+             r["category"]) for r in read_records([Path(out) / RESULTS_FILE])}
 
 
 def _evaluate_one(model, entry: ModelEntry, splits, protocol, out: Path, cache_dir, options: dict, seed: int) -> None:

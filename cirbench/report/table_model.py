@@ -24,7 +24,6 @@ SETTING = "setting"  # Row.setting (a reported row's paper setting, an error row
 CONTEXT = "context"  # Table.context[key]: the same for every row (protocol, dataset, split)
 COUNT = "count"  # Row.counts[group][index]: queries used (0) / annotated (1) in category ``group``
 FLAGS = "flags"  # the keys of the row's flagged cells
-TEXT_KINDS = (LABEL, SOURCE, SETTING, CONTEXT, COUNT, FLAGS)
 
 
 @dataclass

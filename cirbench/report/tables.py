@@ -42,10 +42,6 @@ class BenchmarkTable(Table):
     categories: tuple[str, ...] = ()
     ks: tuple[int, ...] = ()
 
-    @property
-    def slug(self) -> str:
-        return self.name
-
 
 def benchmark_table(protocol: str, dataset: str, split: str, categories: Sequence[str], ks: Sequence[int]) -> BenchmarkTable:
     """An empty Table-3 table: model, source, R@K per category, the averages and the headline;

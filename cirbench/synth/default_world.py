@@ -15,8 +15,10 @@ DEFAULT_PRESET, DEFAULT_SEED = "default", 0
 
 
 def default_world_dir() -> Path:
-    cache = Path(os.environ.get("CIRBENCH_CACHE", Path.home() / ".cache" / "cirbench"))
-    return cache / "worlds" / f"{DEFAULT_PRESET}-seed{DEFAULT_SEED}"
+    """``worlds/default-seed0`` under the cache root (``$CIRBENCH_CACHE``, else ``~/.cache/cirbench``)."""
+    from cirbench.files import cache_root
+
+    return cache_root() / "worlds" / f"{DEFAULT_PRESET}-seed{DEFAULT_SEED}"
 
 
 def ensure_world(world: Path | None, progress: bool = True) -> Path:

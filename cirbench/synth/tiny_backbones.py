@@ -46,9 +46,6 @@ class BackboneRecipe:
     vocabulary: str = VOCABULARY_VERSION  # the tiny BLIP-2 tokenizer's word list (synth/vocabulary.py)
 
 
-QUICK_RECIPE = BackboneRecipe(steps=80)
-
-
 def backbone_dirs(world: Path) -> dict[str, Path]:
     return {"clip": Path(world) / "backbones" / "clip", "blip2": Path(world) / "backbones" / "blip2"}
 

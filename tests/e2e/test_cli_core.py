@@ -94,7 +94,7 @@ def test_eval_writes_records_and_ranks_and_prints_the_table(cli, tmp_path):
     assert "wrote 12 records" in output
     for header in ("dress R@10", "toptee R@50", "avg R@10", "fake_cir:test_tiny", "measured"):
         assert header in output
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 3
+    assert len(list((tmp_path / "cache" / "features").glob("*.safetensors"))) == 3
 
 
 def test_eval_precision_and_device_are_resolved_recorded_and_checked(cli, tmp_path):
@@ -103,7 +103,7 @@ def test_eval_precision_and_device_are_resolved_recorded_and_checked(cli, tmp_pa
     for run, precision in (("auto", "fp32"), ("bf16", "bf16")):
         records = [json.loads(line) for line in (tmp_path / run / "results.jsonl").read_text().splitlines()]
         assert {(r["precision"], r["device"]) for r in records} == {(precision, "cpu")}
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2 * 3  # galleries cached per precision
+    assert len(list((tmp_path / "cache" / "features").glob("*.safetensors"))) == 2 * 3  # galleries cached per precision
     assert "--precision" in fake_eval(cli, "--precision", "fp16", out="bad", code=1)
     if not __import__("torch").cuda.is_available():
         output = fake_eval(cli, "--device", "cuda", out="bad", code=1)
@@ -115,6 +115,32 @@ def test_eval_default_run_folder_and_category_selection(cli, tmp_path):
         "--categories", "dress,shirt")
     [results] = list((tmp_path / "runs").glob("*-fake_cir_maxsim-fake_fashioniq/results.jsonl"))
     assert {json.loads(line)["category"] for line in results.read_text().splitlines()} == {"dress", "shirt"}
+
+
+def test_eval_all_acts_on_split_categories_and_chunks_and_reuses_only_what_is_done(cli, tmp_path):
+    (tmp_path / "all" / "fake_fashioniq" / "captions").mkdir(parents=True)
+    base = ["eval", "--all", "--data-root", "all", "--runs", "no-runs", "--zero-shot", "fake_cir", "--out", "everything"]
+    cli(*base, "--categories", "dress", "--chunk-size", "7", "--batch-size", "5")
+    records = [json.loads(line) for line in (tmp_path / "everything" / "results.jsonl").read_text().splitlines()]
+    assert {(r["category"], r["split"]) for r in records} == {("dress", "val")}
+    output = cli(*base)  # every category now: shirt and toptee are not done yet, so nothing is reused
+    assert "evaluated: fake_cir:test_tiny (zero-shot) on fake_fashioniq" in " ".join(output.split())
+    records = [json.loads(line) for line in (tmp_path / "everything" / "results.jsonl").read_text().splitlines()]
+    assert {r["category"] for r in records} == set(CATEGORIES)
+    assert "reused" in cli(*base, "--categories", "shirt,toptee")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--all", "--checkpoint", "x"], "--checkpoint: not used here: --all evaluates every trained model"),
+    (["--all", "--model", "fake_cir"], "--model: not used here: --all evaluates"),
+    (["--all", "--dataset", "fake_fashioniq"], "--dataset: not used here: --all evaluates"),
+    (["--model", "fake_cir", "--dataset", "fake_fashioniq", "--runs", "r"], "--runs: not used here: --runs and --zero-shot choose the models of --all"),
+    (["--model", "fake_cir", "--dataset", "fake_fashioniq", "--zero-shot", "clip_sum"], "--zero-shot: not used here"),
+])
+def test_eval_refuses_options_it_would_ignore(cli, tmp_path, args, message):
+    output = cli("eval", "--data-root", "data", *args, code=1)
+    assert message in " ".join(output.split()) and "Traceback" not in output
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("args, message", [

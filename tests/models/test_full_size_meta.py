@@ -1,6 +1,8 @@
 """Full-size (ViT-g) configurations checked without weights, on the meta device.
 
-The numbers are the facts in DESIGN.md: transformers' default Blip2Config is the ViT-g BLIP-2.
+transformers' default Blip2Config is the ViT-g BLIP-2: vision tower 985,952,256 parameters,
+Blip2ForImageTextRetrieval 1,172,031,490 in total; FashionBLIP-2's adapters at reduction 16 add
+249,304 per ViT layer (39 layers).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The shared scorers: the identities DESIGN.md promises and their shape checks."""
+"""The shared scorers: the identities the scorers module documents (multihead with one head is
+cosine, maxsim with one token is cosine, multihead is an inner product of flat unit vectors) and
+their shape checks."""
 
 from __future__ import annotations
 
