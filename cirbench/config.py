@@ -1,9 +1,11 @@
 """Recipes are YAML data: ``include:`` composes files, ``--set a.b=v`` overrides single keys,
 and ``read_section`` is the one validator of a config section.
 
-An included file is resolved relative to the including file (or the package's ``recipes/``
-folder for a bare name), then the including file's keys are merged over it, recursively for
-mappings. The resolved config is hashed (sha256 of canonical JSON) and the hash travels with
+A recipe is a file path, or the name of a shipped recipe (``fashionblip2/stage1_facap_tiny``,
+with or without ``.yaml`` or a leading ``recipes/``): the shipped recipes are package data
+(``cirbench.recipes``, read through importlib.resources), so names work from any folder and from
+an installed wheel. An included file is resolved relative to the including file (or among the
+shipped recipes), then the including file's keys are merged over it, recursively for mappings. The resolved config is hashed (sha256 of canonical JSON) and the hash travels with
 every result and checkpoint made from it.
 
 ``read_section(cls, data, source, section)`` turns one mapping of a config (a recipe section, a
@@ -48,7 +50,38 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-REPO_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES_PACKAGE = "cirbench.recipes"
+
+
+def shipped_recipes() -> Path:
+    """The folder of the shipped recipes (the installed ``cirbench.recipes`` package)."""
+    from importlib import resources
+
+    return Path(str(resources.files(RECIPES_PACKAGE)))
+
+
+def shipped_recipe_names() -> list[str]:
+    """Every shipped recipe by name (``fashionblip2/stage1_facap_tiny``), shared pieces included."""
+    root = shipped_recipes()
+    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
+
+
+def resolve_recipe(recipe: str | Path) -> Path:
+    """The file of a recipe given as a path or as the name of a shipped recipe.
+
+    Raises ``DataError`` naming what was looked for, with the closest shipped names."""
+    path = Path(recipe)
+    if path.is_file():
+        return path.resolve()
+    name = str(recipe).replace("\\", "/")
+    name = name[len("recipes/"):] if name.startswith("recipes/") else name
+    name = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    shipped = shipped_recipes() / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped.resolve()
+    close = difflib.get_close_matches(name, shipped_recipe_names(), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else " (list them: the recipes/ folder of the package)"
+    raise DataError(recipe, "recipe", f"no such file, and no shipped recipe named {name!r}{hint}")
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -62,23 +95,21 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_include(name: str, including: Path) -> Path:
-    for candidate in (including.parent / name, REPO_RECIPES / name):
+    for candidate in (including.parent / name, shipped_recipes() / name):
         if candidate.is_file():
             return candidate
-    raise DataError(including, f"include: {name}", "no such recipe (looked beside the file and in recipes/)")
+    raise DataError(including, f"include: {name}", "no such recipe (looked beside the file and among the shipped recipes)")
 
 
-def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file() and (REPO_RECIPES / path).is_file():
-        path = REPO_RECIPES / path
-    path = path.resolve()
+def load_recipe(recipe: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe (a file path, or a shipped recipe's name) with its includes merged.
+
+    Raises ``DataError`` naming the file: not found, not YAML, not a mapping, an include cycle."""
+    path = resolve_recipe(recipe)
     if path in _seen:
         raise DataError(path, "include", "include cycle: " + " -> ".join(p.name for p in (*_seen, path)))
     try:
         data = _load_yaml(path.read_text()) or {}
-    except FileNotFoundError:
-        raise DataError(path, "recipe", "file not found") from None
     except yaml.YAMLError as exc:
         raise DataError(path, "recipe", f"not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -31,7 +31,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 def train(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="Model name[:variant]; the variant overrides the recipe's model.variant."),
-    recipe: Path = typer.Option(..., "--recipe", help="YAML recipe, e.g. recipes/clip4cir/stage1_tiny.yaml (schema: recipes/README.md)."),
+    recipe: Path = typer.Option(..., "--recipe", help="YAML recipe: a file, or a shipped recipe's name, e.g. clip4cir/stage1_tiny (schema: recipes/README.md)."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override one recipe key, a.b=value (YAML value); repeatable."),
     out: Optional[Path] = typer.Option(None, "--out", show_default="runs/train-<model>-<recipe>", help="Run folder: checkpoints/, final/, log.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
@@ -44,9 +44,9 @@ def train(
     One GPU or CPU as is; several GPUs with torchrun (torchrun --nproc-per-node 8 -m cirbench train ...).
     Interrupted runs continue with --resume and end with the same weights as an uninterrupted run.
 
-    Example: cirbench train clip4cir --recipe recipes/clip4cir/stage1_tiny.yaml --set train.steps=20
+    Example: cirbench train clip4cir --recipe clip4cir/stage1_tiny --set train.steps=20
     """
-    from cirbench.config import apply_overrides, config_hash, load_recipe
+    from cirbench.config import apply_overrides, config_hash, load_recipe, resolve_recipe
     from cirbench.devices import resolve_device
     from cirbench.train.recipe import read_recipe
     from cirbench.train.recipe_run import train_from_recipe
@@ -57,10 +57,11 @@ def train(
         if not launched_with_torchrun():
             refuse_unused(ctx, "the process-group backend exists only under torchrun", "dist_backend")
         target = resolve_device(device)
-        config = apply_overrides(load_recipe(recipe), overrides or [], recipe)
-        spec = read_recipe(config, recipe, model).spec  # the whole recipe checked before any folder is made
-        run_dir = out or Path("runs") / f"train-{spec.replace(':', '_')}-{recipe.stem}"
-        result = train_from_recipe(spec, config, recipe, run_dir, resume=resume, progress=progress,
+        source = resolve_recipe(recipe)
+        config = apply_overrides(load_recipe(source), overrides or [], source)
+        spec = read_recipe(config, source, model).spec  # the whole recipe checked before any folder is made
+        run_dir = out or Path("runs") / f"train-{spec.replace(':', '_')}-{source.stem}"
+        result = train_from_recipe(spec, config, source, run_dir, resume=resume, progress=progress,
                                    device=target, backend=dist_backend)
     if result.final_dir is not None:
         typer.echo(f"trained model: {result.final_dir} (recipe hash {config_hash(config)})")

@@ -146,3 +146,23 @@ def test_read_section_refuses_a_section_that_is_not_a_mapping():
         read_section(_Section, [1], "r.yaml", "train")
     with pytest.raises(DataError, match="train.stage: missing"):
         read_section(_Section, None, "r.yaml", "train")
+
+
+# ---- named recipes ---------------------------------------------------------------------------
+
+
+def test_a_shipped_recipe_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from cirbench.config import resolve_recipe, shipped_recipe_names, shipped_recipes
+
+    monkeypatch.chdir(tmp_path)  # not the checkout: recipes/ is not beside us
+    expected = (shipped_recipes() / "fashionblip2" / "stage1_facap_tiny.yaml").resolve()
+    for name in ("fashionblip2/stage1_facap_tiny", "fashionblip2/stage1_facap_tiny.yaml",
+                 "recipes/fashionblip2/stage1_facap_tiny.yaml"):
+        assert resolve_recipe(name) == expected
+    assert load_recipe("fashionblip2/stage1_facap_tiny")["train"]["stage"] == "pretrain"  # includes resolved too
+    assert "sprc/fashioniq_vitg" in shipped_recipe_names() and "base/cpu_tiny" in shipped_recipe_names()
+    (tmp_path / "fashionblip2").mkdir()
+    own = write(tmp_path / "fashionblip2" / "stage1_facap_tiny.yaml", "train: {stage: mine}\n")
+    assert resolve_recipe("fashionblip2/stage1_facap_tiny.yaml") == own.resolve()  # a file wins over a name
+    with pytest.raises(DataError, match="no shipped recipe named 'sprc/fashioniq_tin'; did you mean sprc/fashioniq_tiny"):
+        resolve_recipe("sprc/fashioniq_tin")
