@@ -126,7 +126,7 @@ def bench_train_models(plan: DoctorPlan, log: Log) -> dict[str, Any]:
     """``bench train`` of each model (full: paper size, random weights, bf16, checkpointing)."""
     import torch
 
-    from cirbench.interface import build_model
+    from cirbench.baselines.zoo import build_model
     from cirbench.train.bench import benchmark_training, full_size_model
 
     reports, failures = {}, {}
@@ -159,7 +159,7 @@ def eval_throughput(plan: DoctorPlan, log: Log) -> dict[str, Any]:
     from cirbench.data.fashioniq import load_eval_splits
     from cirbench.eval.evaluator import default_num_workers, evaluate, hold_in_bf16
     from cirbench.eval.protocols import get_protocol
-    from cirbench.interface import build_model
+    from cirbench.baselines.zoo import build_model
     from cirbench.train.bench import full_size_model
 
     if plan.fashioniq is None:

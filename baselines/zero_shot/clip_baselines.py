@@ -20,7 +20,13 @@ from torch import nn
 from cirbench.backbones.clip import ClipBackbone, backbone_for_variant, load_clip, local_dir
 from cirbench.baselines.options import ClipOptions
 from cirbench.interface import ModelMeta
-from cirbench.model_folder import load_model_weights, read_model_folder, read_options, state_dict_sha256, write_model_folder
+from cirbench.model_folder import (
+    load_model_weights,
+    read_model_folder,
+    read_options,
+    state_dict_sha256,
+    write_model_folder,
+)
 from cirbench.scorers import ScorerSimilarity
 
 # variant -> (open_clip model name, pretrained tag); the names in baselines/zoo.py

@@ -139,7 +139,7 @@ def models(
     """
     from rich.table import Table
 
-    from cirbench.interface import MODELS, list_model_specs
+    from cirbench.baselines.zoo import MODELS, list_model_specs
 
     table = Table(title="Registered models (spec = name:variant)")
     table.add_column("spec", no_wrap=True)
@@ -214,7 +214,7 @@ def eval_model(
     from cirbench.data.benchmarks import DATASETS
     from cirbench.eval.protocols import get_protocol
     from cirbench.experiments.evaluate_all import build_for_evaluation
-    from cirbench.interface import resolve_spec
+    from cirbench.baselines.zoo import resolve_spec
     from cirbench.model_folder import folder_config_hash
 
     from cirbench.devices import resolve_device, resolve_precision
@@ -453,7 +453,7 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
     """``eval --all``: models x benchmarks through cirbench.experiments.evaluate_all."""
     from cirbench.eval.retrieval import default_cache_dir
     from cirbench.experiments.evaluate_all import ModelEntry, evaluate_all, find_benchmarks, trained_models
-    from cirbench.interface import resolve_spec
+    from cirbench.baselines.zoo import resolve_spec
     from cirbench.results import read_errors, read_ranks, read_records
 
     with user_errors():

@@ -213,7 +213,7 @@ def _follow_probe(world: Path, spec: str, checkpoint: Path | None, split: str, r
     from rich.table import Table
 
     from cirbench.commands.core import library_output_to_stderr, user_errors
-    from cirbench.interface import build_model
+    from cirbench.baselines.zoo import build_model
     from cirbench.synth.tiny_backbones import activate
     from cirbench.synth.follow import follow_probe, model_ranker
     from cirbench.synth.probe import probe_images

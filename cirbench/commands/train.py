@@ -90,7 +90,7 @@ def bench_train(
 
     import torch
 
-    from cirbench.interface import MODELS, build_model, resolve_spec
+    from cirbench.baselines.zoo import MODELS, build_model, resolve_spec
     from cirbench.train.bench import FULL_SIZE_VARIANTS, benchmark_training, full_size_model
 
     full = size is not Size.tiny

@@ -111,7 +111,7 @@ def _grid(plan: Plan, ranks: list[dict], data: dict[str, Path], finals: dict[str
     """Figure-6 style grid: FashionBLIP-2 (FACap -> FIQ) on the FashionIQ-like dress split."""
     from cirbench.data.fashioniq import load_eval_splits
     from cirbench.eval.protocols import FASHIONIQ_V1
-    from cirbench.interface import build_model
+    from cirbench.baselines.zoo import build_model
     from cirbench.report.findings import latest_per_category, select_rows
     from cirbench.report.grids import pick_queries, qualitative_grid
 

@@ -140,7 +140,7 @@ def build_for_evaluation(spec: str, checkpoint: Path | None, device: str, precis
     import torch
 
     from cirbench.eval.evaluator import hold_in_bf16
-    from cirbench.interface import build_model
+    from cirbench.baselines.zoo import build_model
 
     torch.manual_seed(seed)
     model = build_model(spec, checkpoint=checkpoint)

@@ -312,7 +312,7 @@ def random_clip_dir(model_name: str, directory: str | Path) -> Path:
 def full_size_model(name: str, scratch: str | Path) -> nn.Module:
     """``name`` at paper size (ViT-g BLIP-2 or RN50x4 CLIP) with random weights; backbone folders
     are made once under ``scratch`` and reused."""
-    from cirbench.interface import build_model
+    from cirbench.baselines.zoo import build_model
 
     variant = FULL_SIZE_VARIANTS.get(name)
     if variant is None:

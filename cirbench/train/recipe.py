@@ -189,7 +189,8 @@ def read_recipe(config: dict[str, Any], source: str | Path, model: str | None = 
     model or variant, with close matches).
     """
     from cirbench.data.schema import DataError
-    from cirbench.interface import ModelSpec, model_options_class, resolve_spec
+    from cirbench.baselines.zoo import model_options_class, resolve_spec
+    from cirbench.interface import ModelSpec
 
     sections = read_section(RecipeSections, config, source, "")
     asked = ModelSpec.parse(model) if model else ModelSpec(sections.model.name or "", None)

@@ -30,7 +30,8 @@ def train_from_recipe(
         device: where to train (``cpu``, ``cuda``, ``cuda:N``).
         backend: the process group's backend under torchrun (see ``distributed.setup``).
     """
-    from cirbench.interface import build_model, check_training
+    from cirbench.baselines.zoo import build_model
+    from cirbench.interface import check_training
     from cirbench import distributed
     from cirbench.train.loop import train as train_model
     from cirbench.train.validation import make_validator

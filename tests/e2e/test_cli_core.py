@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cirbench.cli import app
 from cirbench.data.benchmarks import DATASETS
 from cirbench.eval import bench
-from cirbench.interface import MODELS, list_model_specs, register_model
+from cirbench.baselines.zoo import MODELS, list_model_specs, register_model
 from fake_cir import FakeCIRModel, make_split, write_images
 
 CATEGORIES = ("dress", "shirt", "toptee")

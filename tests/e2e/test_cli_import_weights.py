@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from parity_data import blip2_config, parity_case
 
 from cirbench.cli import app
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 
 runner = CliRunner()
 

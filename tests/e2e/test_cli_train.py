@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cirbench.cli import app
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE1 = REPO / "recipes" / "clip4cir" / "stage1_tiny.yaml"

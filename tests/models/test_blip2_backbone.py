@@ -22,7 +22,7 @@ from cirbench.backbones.blip2_configs import tiny_blip2_config
 from cirbench.backbones.blip2_processing import BLIP2_MEAN, BLIP2_STD, preprocess_image
 from cirbench.backbones.blip2_tokenizers import build_tiny_tokenizer
 from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 from cirbench.synth.pretrain import Blip2Pretraining, pretrain_blip2_backbone
 
 

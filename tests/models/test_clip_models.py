@@ -15,7 +15,8 @@ from cirbench.backbones.targetpad import TargetPad
 from cirbench.synth.pretrain import pretrain_clip_backbone
 from cirbench.baselines.clip4cir import model as clip4cir
 from cirbench.baselines.zero_shot import clip_baselines
-from cirbench.interface import CIRBatch, build_model, list_model_specs
+from cirbench.baselines.zoo import build_model, list_model_specs
+from cirbench.interface import CIRBatch
 
 TEXTS = ["is red with long sleeves", "is blue and shorter", "has stripes", "has a round neckline"]
 

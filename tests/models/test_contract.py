@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from cirbench.eval.evaluator import evaluate
 from cirbench.eval.protocols import FASHIONIQ_V1
-from cirbench.interface import TrainableCIRModel, build_model, list_model_specs, model_options_class
+from cirbench.baselines.zoo import build_model, list_model_specs, model_options_class
+from cirbench.interface import TrainableCIRModel
 from cirbench.model_folder import FORMAT, state_dict_sha256
 from cirbench.train.bench import synthetic_batch
 from cirbench.train.loop import Stepper, TrainSettings, make_optimizer, prepare_model

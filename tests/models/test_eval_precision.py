@@ -12,7 +12,7 @@ import torch
 
 from cirbench.eval.evaluator import evaluate, hold_in_bf16
 from cirbench.eval.protocols import get_protocol
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 from fake_cir import make_split
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

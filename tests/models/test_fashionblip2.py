@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cirbench.interface import CIRBatch, TrainableCIRModel, build_model
+from cirbench.baselines.zoo import build_model
+from cirbench.interface import CIRBatch, TrainableCIRModel
 
 TEXTS = ["is red and longer", "has stripes", "v neck and blue", "shorter sleeves"]
 

@@ -12,7 +12,7 @@ import torch
 
 from cirbench.backbones.blip2_configs import vitg_blip2_config
 from cirbench.baselines.params import fashionblip2_vitg_on_meta, full_size_parameter_counts, sprc_vitg_on_meta
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 
 VISION_TOWER = 985_952_256
 RETRIEVAL_MODEL = 1_172_031_490

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from cirbench.data.schema import DataError
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 from cirbench.model_folder import folder_config_hash, folder_spec, read_model_folder, stamp_config_hash
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from parity_data import blip2_config, lavis_tokenizer, parity_case
 
 from cirbench.importers.blip2 import import_sprc
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 
 CASES = ["sprc_small", "sprc_large"]
 
