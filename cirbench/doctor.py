@@ -127,7 +127,7 @@ def bench_train_models(plan: DoctorPlan, log: Log) -> dict[str, Any]:
     import torch
 
     from cirbench.baselines.zoo import build_model
-    from cirbench.train.bench import benchmark_training, full_size_model
+    from cirbench.train.bench_throughput import benchmark_training, full_size_model
 
     reports, failures = {}, {}
     for name in plan.bench_models:
@@ -160,7 +160,7 @@ def eval_throughput(plan: DoctorPlan, log: Log) -> dict[str, Any]:
     from cirbench.eval.evaluator import default_num_workers, evaluate, hold_in_bf16
     from cirbench.eval.protocols import get_protocol
     from cirbench.baselines.zoo import build_model
-    from cirbench.train.bench import full_size_model
+    from cirbench.train.bench_throughput import full_size_model
 
     if plan.fashioniq is None:
         raise StepFailed("no FashionIQ annotation folder given (--fashioniq)", {})

@@ -420,7 +420,7 @@ def bench_eval(
     Example: cirbench bench eval --json
     """
     from cirbench.devices import resolve_device
-    from cirbench.eval.bench import run_eval_bench
+    from cirbench.eval.bench_scoring import run_eval_bench
 
     with user_errors():
         device = resolve_device(device)

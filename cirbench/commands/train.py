@@ -91,7 +91,7 @@ def bench_train(
     import torch
 
     from cirbench.baselines.zoo import MODELS, build_model, resolve_spec
-    from cirbench.train.bench import FULL_SIZE_VARIANTS, benchmark_training, full_size_model
+    from cirbench.train.bench_throughput import FULL_SIZE_VARIANTS, benchmark_training, full_size_model
 
     full = size is not Size.tiny
     with user_errors(), library_output_to_stderr(as_json):

@@ -102,10 +102,23 @@ def evaluate(
     progress: bool = True,
     precision: str = "fp32",
 ) -> EvalResult:
-    """Rank every query's target in its split's gallery; ``cache_dir=None`` disables the cache.
+    """Rank every query's target in its split's gallery with the model's ``similarity``.
 
-    ``precision``: "fp32", or "bf16" for bf16 autocast while encoding (see the module docstring).
-    ``num_workers``: image-decoding processes (0: in this process).
+    Args:
+        model: any ``CIRModel`` (placed on ``device`` by the caller).
+        splits: the evaluation splits (one per category), from a ``DATASETS`` reader.
+        protocol: how captions become query texts and whether the reference is removed.
+        batch_size: images per encoder batch.
+        chunk_size: queries scored at once (fewer when the gallery is wide, see ``retrieval``).
+        cache_dir: the gallery feature cache folder; None: no cache.
+        device: where the inputs go.
+        num_workers: image-decoding processes (0: in this process).
+        progress: show progress bars.
+        precision: "fp32", or "bf16" for bf16 autocast while encoding (see the module docstring).
+
+    Returns the rank of every query's target per split, with the model spec, checkpoint hash,
+    protocol, device and precision. Bad data (a target missing from the gallery, a duplicate
+    gallery id, a missing image) stops with a ``DataError`` before anything is encoded.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")

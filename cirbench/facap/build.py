@@ -73,7 +73,18 @@ def build_facap(
     sources: list[SourceData] | None = None,
 ) -> dict:
     """Build (or resume) a FACap-style release in ``config.out``; returns its manifest.
-    ``sources``: the config's sources already read (``read_sources``)."""
+
+    Args:
+        config: the sources, the output folder, the pairing CLIP, the two annotation backends and
+            their options, the image limit and the pipeline settings (seed, top-k, progress).
+        embedder: the pairing encoder (None: made from ``config.clip_model``).
+        captioner: stage 1, a caption per image (None: made from ``config.captioner``).
+        modifier: stage 2, a modification text per pair (None: made from ``config.modifier``).
+        sources: the config's sources already read (``read_sources``; None: read here).
+
+    The work of each stage is stored under ``config.out/work`` as it is done, so a rerun resumes;
+    bad source data stops with a ``DataError`` before any model runs.
+    """
     sources = sources or read_sources(config)
     records = [r for source in sources for r in limit_records(source.records, config.limit)]
     embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)

@@ -67,7 +67,15 @@ def build_enhfiq(
     by_category: dict[str, list[ImageRecord]] | None = None,
 ) -> dict:
     """Build (or resume) an enhFashionIQ-style folder in ``config.out``; returns its manifest.
-    ``by_category``: the val records already read (``val_records``)."""
+
+    Args:
+        config: the FashionIQ folder, the output folder, the categories, the pairing CLIP, the two
+            annotation backends and their options, the pipeline settings.
+        embedder: the pairing encoder (None: made from ``config.clip_model``).
+        captioner: stage 1 (None: made from ``config.captioner``).
+        modifier: stage 2 (None: made from ``config.modifier``).
+        by_category: the val records already read (``val_records``; None: read here).
+    """
     root = Path(config.fashioniq)
     by_category = by_category or val_records(root, config.categories)
     embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)

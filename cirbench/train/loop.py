@@ -96,14 +96,23 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``dataset``; checkpoints under ``run_dir``, the final model in ``run_dir/final``.
 
-    The model is moved to ``device`` (``cpu``, ``cuda``, ``cuda:N``; under torchrun ``cuda`` means
-    ``cuda:LOCAL_RANK``); ``backend`` names the process group's backend under torchrun (default:
-    NCCL for CUDA, gloo for CPU, see ``distributed.setup``).
-
-    ``config`` is the resolved recipe (stored with every checkpoint; its hash must match to resume).
-    ``validate(model) -> metrics`` runs every ``validate_every`` epochs and after the last step.
-    ``on_step(step, losses)`` runs after each optimizer step (1-based step). ``dataset_name`` is
-    added to the model's ``meta.trained_on``.
+    Args:
+        model: a ``TrainableCIRModel`` (an ``nn.Module``).
+        dataset: the training triplets, preprocessed by the model.
+        settings: the recipe's ``train:`` section (stage, tasks, length, batch, optimizer, schedule...).
+        run_dir: the run folder (checkpoints/, final/, log.jsonl).
+        config: the resolved recipe, stored with every checkpoint (its hash must match to resume);
+            None: the settings alone.
+        resume: continue from the run folder's latest checkpoint (the same weights as an
+            uninterrupted run); without it a run folder holding checkpoints is refused.
+        validate: ``validate(model) -> metrics``, run every ``validate_every`` epochs and after the last step.
+        validate_every: epochs between validations.
+        on_step: ``on_step(step, losses)`` after each optimizer step (1-based step).
+        progress: show the progress bar.
+        dataset_name: added to the model's ``meta.trained_on``.
+        device: ``cpu``, ``cuda``, ``cuda:N``; under torchrun ``cuda`` means ``cuda:LOCAL_RANK``.
+        backend: the process group's backend under torchrun (default: NCCL for CUDA, gloo for CPU,
+            see ``distributed.setup``).
     """
     run_dir = Path(run_dir)
     config = config if config is not None else {"train": _jsonable(asdict(settings))}
@@ -205,7 +214,7 @@ class Stepper:
         self.last_lr = optimizer.param_groups[0]["lr"]  # the lr of the last optimizer step (logged)
         self.losses = _wrap_ddp(_Losses(model, settings.tasks), device)
         self.bf16 = settings.precision == "bf16" and device.type == "cuda"  # autocast on CUDA only
-        # phase(name) -> a context around each phase of the step; cirbench.train.bench times them
+        # phase(name) -> a context around each phase of the step; cirbench.train.bench_throughput times them
         self.phase: Callable[[str], Any] = lambda name: nullcontext()
 
     def step(self, step: int, micro_batches: list) -> dict[str, float]:

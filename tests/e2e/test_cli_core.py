@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cirbench.cli import app
 from cirbench.data.benchmarks import DATASETS
-from cirbench.eval import bench
+from cirbench.eval import bench_scoring
 from cirbench.baselines.zoo import MODELS, list_model_specs, register_model
 from fake_cir import FakeCIRModel, make_split, write_images
 
@@ -214,7 +214,7 @@ def test_compare_gives_a_paired_test_and_refuses_other_queries(cli, tmp_path):
 
 
 def test_bench_eval_prints_ratio_and_peak_memory_as_json(cli, monkeypatch):
-    monkeypatch.setattr(bench, "FASHIONIQ_VAL_SHAPES", {"dress": (20, 38), "shirt": (20, 63), "toptee": (19, 53)})
+    monkeypatch.setattr(bench_scoring, "FASHIONIQ_VAL_SHAPES", {"dress": (20, 38), "shirt": (20, 63), "toptee": (19, 53)})
     report = json.loads(cli("bench", "eval", "--json", "--repeats", "1", "--chunk-size", "8"))
     assert set(report["categories"]) == set(CATEGORIES)
     assert report["ratio"] > 0 and report["peak_mb"] > 0 and report["chunk_size"] == 8

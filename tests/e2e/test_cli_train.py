@@ -154,7 +154,7 @@ def test_json_output_is_one_object_on_stdout_whatever_the_libraries_print(monkey
     """transformers' loading/saving bars and any library print go to stderr, never into the JSON."""
     from transformers.utils.logging import tqdm
 
-    import cirbench.train.bench as train_bench
+    import cirbench.train.bench_throughput as train_bench
 
     real = train_bench.benchmark_training
 

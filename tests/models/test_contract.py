@@ -22,7 +22,7 @@ from cirbench.eval.protocols import FASHIONIQ_V1
 from cirbench.baselines.zoo import build_model, list_model_specs, model_options_class
 from cirbench.interface import TrainableCIRModel
 from cirbench.model_folder import FORMAT, state_dict_sha256
-from cirbench.train.bench import synthetic_batch
+from cirbench.train.bench_throughput import synthetic_batch
 from cirbench.train.loop import Stepper, TrainSettings, make_optimizer, prepare_model
 from fake_cir import make_split, naive_ranks
 
