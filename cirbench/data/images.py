@@ -53,6 +53,20 @@ def check_relative_path(relative: object, file: str | Path, entry: str) -> PureP
     return path
 
 
+def confined_path(root: Path, relative: object, file: str | Path, entry: str) -> Path:
+    """``root / relative`` for a path named by a source's own files, refused unless it stays under
+    ``root`` once symlinks are followed (a link inside the dataset pointing elsewhere escapes too)."""
+    path = Path(root) / check_relative_path(relative, file, entry)
+    real_root = Path(root).resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise DataError(
+            file, entry,
+            f"image path {relative!r} resolves outside the source root {real_root} (a symbolic link "
+            "pointing out): point the source at the folder that really holds the images",
+        )
+    return path
+
+
 def index_image_folder(folder: Path) -> dict[str, Path]:
     """Map image id (file stem) -> file for every image in ``folder``, listing it once.
 
