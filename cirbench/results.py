@@ -4,13 +4,15 @@ A run folder holds ``results.jsonl`` (the records: Recall@K per category with it
 interval and provenance) and ``ranks.jsonl`` (one line per model / dataset / category / split with
 the query ids and the target ranks they came from), so paired tests and re-bootstraps use the very
 same arrays. Averages over categories are never stored: tables compute them from the records.
-Missing values are ``null``, never NaN. Writing appends, so an earlier run in a folder is kept.
+Missing values are ``null``, never NaN. Writing appends, so an earlier run in a folder is kept; a
+line torn by a kill mid-write is left out when reading and cut off before the next append.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import logging
 import math
 import secrets
 import subprocess
@@ -20,10 +22,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import cirbench
 from cirbench.data.schema import DataError
+from cirbench.files import append_durably, decode_utf8, repair_torn_line, split_torn_line
 
 if TYPE_CHECKING:
     from cirbench.eval.evaluator import EvalResult
     from cirbench.eval.protocols import EvalProtocol
+
+log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
 RANKS_FILE = "ranks.jsonl"
@@ -127,15 +132,24 @@ def write_run(out_dir: str | Path, records: Sequence[dict], ranks: Sequence[dict
     """Append records and ranks to ``out_dir``'s results.jsonl and ranks.jsonl."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _append_jsonl(out_dir / RANKS_FILE, ranks)
-    _append_jsonl(out_dir / RESULTS_FILE, records)
+    append_jsonl(out_dir / RANKS_FILE, ranks)
+    append_jsonl(out_dir / RESULTS_FILE, records)
     return out_dir
 
 
-def _append_jsonl(path: Path, rows: Iterable[dict]) -> None:
+def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Append one JSON line per row, after cutting off a torn last line that an interrupted write
+    left (``cirbench.files.repair_torn_line``, as the FACap stage stores do)."""
     lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(lines)
+    repair_torn_line(path, is_whole=_is_json_object)
+    append_durably(path, lines.encode("utf-8"))
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line, parse_constant=_reject_constant), dict)
+    except ValueError:  # JSON errors, bad UTF-8 and NaN are all ValueErrors
+        return False
 
 
 def result_files(paths: Sequence[str | Path], name: str = RESULTS_FILE) -> list[Path]:
@@ -177,8 +191,16 @@ def read_errors(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def _read_jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
+    """Every record of a result file. A torn last line (a write cut by a kill) is left out with a
+    warning, never read as a record; the next write to the folder cuts it off."""
+    data = path.read_bytes()
+    complete, tail = split_torn_line(data)
+    if tail.strip() and not _is_json_object(tail):
+        log.warning("%s: line %d is torn (an interrupted write) and is left out; the next evaluation "
+                    "written to this folder removes it", path, complete.count(b"\n") + 1)
+        data = complete
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(decode_utf8(path, data).splitlines(), start=1):
         if not line.strip():
             continue
         try:

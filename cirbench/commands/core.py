@@ -18,6 +18,7 @@ import typer
 
 from cirbench.data.schema import DataError
 from cirbench.devices import DEVICE_HELP, PRECISION_HELP
+from cirbench.files import check_writable_folder
 
 
 class Missing(str, Enum):
@@ -216,10 +217,11 @@ def eval_model(
         spec = resolve_spec(model)
         eval_protocol = get_protocol(protocol)
         wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+        run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
+        check_writable_folder(run_dir)  # before anything is encoded: the work would be lost at the end
         splits = DATASETS.get(dataset)(data_root, split=split, categories=wanted, missing=missing.value)
         built = _build_on_device(str(spec), checkpoint, options, seed)
         result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, options)
-        run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
         records = _write_results(result, eval_protocol, run_dir, seed, _checkpoint_config_hash(checkpoint))
     _console().print(f"wrote {len(records)} records to {run_dir}", markup=False)
     if show_table:

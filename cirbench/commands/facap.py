@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from cirbench.commands.core import library_output_to_stderr, user_errors
+from cirbench.devices import DEVICE_HELP, resolve_device
 
 
 class Backend(str, Enum):
@@ -43,7 +44,7 @@ TIMEOUT = typer.Option(120.0, "--timeout", min=0.1, help="openai: seconds per re
 GEN_BATCH = typer.Option(8, "--generation-batch", min=1, help="transformers: images or pairs per generate call.")
 MAX_NEW_TOKENS = typer.Option(128, "--max-new-tokens", min=1, help="Tokens generated per caption / text (paper: 128).")
 SEED = typer.Option(0, "--seed", help="Seed of the random pick among the top-20.")
-DEVICE = typer.Option("cpu", "--device", help="Device for the CLIP encoder and transformers backends.")
+DEVICE = typer.Option("cpu", "--device", help="Device for the CLIP encoder and transformers backends: " + DEVICE_HELP)
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
@@ -101,6 +102,7 @@ def build_facap(
     specs = [build.SourceSpec(k, p) for k, p in (("fashion200k", fashion200k), ("deepfashion_mm", deepfashion_mm)) if p]
     specs += [build.SourceSpec("folder", folder, metadata)] if folder else []
     with user_errors():
+        device = resolve_device(device)
         world_dir = _world(world, quiet) if not specs else None
         embedder = _world_embedder(clip_model, world_dir, device) if world_dir else None
         config = build.FacapBuildConfig(
@@ -203,6 +205,7 @@ def build_enhfiq(
     from cirbench.facap.pipeline import PipelineSettings
 
     with user_errors():
+        device = resolve_device(device)
         world_dir = _world(world, quiet) if fashioniq is None else None
         embedder = _world_embedder(clip_model, world_dir, device) if world_dir else None
         config = enhfiq.EnhFiqBuildConfig(

@@ -17,6 +17,7 @@ from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import write_facap_release
 from cirbench.facap.pipeline import PipelineSettings, run_pipeline
 from cirbench.facap.sources import SourceData, limit_records, read_deepfashion_mm, read_fashion200k, read_folder
+from cirbench.files import check_writable_folder
 
 WORLD_SOURCES = ("fashion200k", "deepfashion_mm")
 
@@ -74,6 +75,7 @@ def build_facap(
 ) -> dict:
     """Build (or resume) a FACap-style release in ``config.out``; returns its manifest.
     ``sources``: the config's sources already read (``read_sources``)."""
+    check_writable_folder(config.out)
     sources = sources or read_sources(config)
     records = [r for source in sources for r in limit_records(source.records, config.limit)]
     embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)
