@@ -16,6 +16,7 @@ import logging
 import math
 import secrets
 import subprocess
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -182,6 +183,65 @@ def read_results_folder(folder: str | Path) -> tuple[list[dict[str, Any]], list[
     if not any(Path(folder).rglob(RESULTS_FILE)):
         return [], [], []
     return read_records([folder]), read_ranks([folder]), read_errors([folder])
+
+
+def pick_query_ranks(run: str | Path, model: str | None = None, dataset: str | None = None,
+                     option: str = "--model") -> list:
+    """The per-category ``QueryRanks`` of one evaluation in ``run`` (a folder or results file), for
+    paired tests. A folder of several evaluations (``eval --all``, the demo) needs ``model``, a
+    table label ("clip_sum:synth_tiny (zero-shot)") or a model spec ("clip_sum:synth_tiny", or
+    "clip_sum" for its default variant), and ``dataset`` where it holds several benchmarks; no match
+    or several are a DataError listing the choices. An evaluation repeated in the folder counts once:
+    its latest run."""
+    import numpy as np
+
+    from cirbench.eval.metrics import QueryRanks
+
+    every = read_ranks([run])
+    rows = [r for r in every if (model is None or _names_model(r, model)) and dataset in (None, r["dataset"])]
+    groups: dict[tuple, dict[str, dict]] = {}
+    for row in rows:  # file order is write order: a later run of the same evaluation replaces an earlier one
+        groups.setdefault(_evaluation_of(row), {})[row["category"]] = row
+    if len(groups) != 1:
+        raise DataError(run, option, _no_single_evaluation(every, len(groups), model, dataset, option))
+    chosen = next(iter(groups.values())).values()
+    return [QueryRanks(r["protocol"], r["category"], r["query_ids"], np.asarray(r["ranks"], dtype=np.int64)) for r in chosen]
+
+
+def _names_model(row: dict[str, Any], wanted: str) -> bool:
+    if wanted in (row.get("label"), row["model"]):
+        return True
+    from cirbench.interface import resolve_spec
+    from cirbench.registry import RegistryError
+
+    try:
+        return str(resolve_spec(wanted)) == row["model"]
+    except (RegistryError, ValueError):  # not a spec at all (a label that matched nothing)
+        return False
+
+
+def _evaluation_of(row: dict[str, Any]) -> tuple:
+    return (row.get("label") or row["model"], row["checkpoint_hash"], row["dataset"], row["split"], row["protocol"],
+            record_precision(row))
+
+
+def _no_single_evaluation(every: list[dict], n_matching: int, model: str | None, dataset: str | None,
+                          option: str) -> str:
+    held = sorted({_evaluation_of(r) for r in every}, key=str)
+    alike = Counter((label, data, split, precision) for label, _, data, split, _, precision in held)
+
+    def describe(label: str, checkpoint: str, data: str, split: str, precision: str) -> str:
+        at = "" if precision == "fp32" else f" at {precision}"
+        which = f" (checkpoint {str(checkpoint)[:12]})" if alike[(label, data, split, precision)] > 1 else ""
+        return f"{label!r} on {data}/{split}{at}{which}"
+
+    choices = "; ".join(describe(label, ckpt, data, split, precision)
+                        for label, ckpt, data, split, _, precision in held) or "no evaluation"
+    asked = " and ".join(f"{name} {value!r}" for name, value in ((option, model), ("--dataset", dataset)) if value)
+    if n_matching == 0:
+        return f"no evaluation matches {asked or 'anything'}; it holds: {choices}"
+    return (f"{n_matching} evaluations match{' ' + asked if asked else ''}: choose one with {option} (a table label "
+            f"or a model spec) and --dataset; it holds: {choices}")
 
 
 def read_errors(paths: Sequence[str | Path]) -> list[dict[str, Any]]:

@@ -245,16 +245,10 @@ def _build_on_device(spec: str, checkpoint: Path | None, options: EvalOptions, s
     """The model on the device; at bf16 its frozen towers held in bf16 (it is built for evaluation only)."""
     import torch
 
-    from cirbench.eval.evaluator import hold_in_bf16
-    from cirbench.interface import build_model
+    from cirbench.eval.evaluator import build_for_evaluation
 
     torch.manual_seed(seed)
-    model = build_model(spec, checkpoint=checkpoint)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(options.device)
-    if options.precision == "bf16":
-        hold_in_bf16(model)
-    return model
+    return build_for_evaluation(spec, checkpoint, options.device, options.precision)
 
 
 def _evaluate(model, splits, protocol, cache_dir, no_cache, options: EvalOptions):
@@ -357,8 +351,9 @@ def report(
 def compare(
     run_a: Path = typer.Argument(..., help="Run folder (or results.jsonl) of run a."),
     run_b: Path = typer.Argument(..., help="Run folder (or results.jsonl) of run b."),
-    model_a: Optional[str] = typer.Option(None, "--model-a", help="Model spec to take from run a (if it holds several)."),
-    model_b: Optional[str] = typer.Option(None, "--model-b", help="Model spec to take from run b (if it holds several)."),
+    model_a: Optional[str] = typer.Option(None, "--model-a", help="The model to take from run a when it holds several (eval --all, demo): its table label or its spec."),
+    model_b: Optional[str] = typer.Option(None, "--model-b", help="The same for run b."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="The benchmark to compare on when the runs hold several."),
     k: List[int] = typer.Option([10, 50], "--k", help="Cut-offs to test (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the permutations."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per cut-off."),
@@ -367,34 +362,23 @@ def compare(
     paired bootstrap 95% interval, sign-flip permutation p-value, McNemar counts.
 
     Example: cirbench compare runs/clip_sum runs/clip_image_only --k 10 --k 50
+
+    Example: cirbench compare runs/demo/results runs/demo/results --model-a "clip4cir:synth_tiny (clip4cir_s2)" --model-b "clip_image_only:synth_tiny (zero-shot)" --dataset fashioniq
     """
     from dataclasses import asdict
 
     from cirbench.eval.metrics import paired_test
+    from cirbench.results import pick_query_ranks
 
     with user_errors():
-        ranks_a, ranks_b = _query_ranks(run_a, model_a), _query_ranks(run_b, model_b)
+        ranks_a = pick_query_ranks(run_a, model_a, dataset, option="--model-a")
+        ranks_b = pick_query_ranks(run_b, model_b, dataset, option="--model-b")
         tests = [paired_test(ranks_a, ranks_b, cutoff, seed=seed) for cutoff in k]
     if json_output:
         for test in tests:
             typer.echo(json.dumps(asdict(test)))
         return
     _print_wide(_paired_table(tests, run_a, run_b))
-
-
-def _query_ranks(run: Path, model: str | None):
-    """The QueryRanks of one model in a run; refuses a run that holds several without --model."""
-    import numpy as np
-
-    from cirbench.eval.metrics import QueryRanks
-    from cirbench.results import read_ranks
-
-    rows = [r for r in read_ranks([run]) if model is None or r["model"] == model]
-    groups = sorted({(r["model"], r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"]) for r in rows})
-    if len(groups) != 1:
-        found = "; ".join(" ".join(map(str, g)) for g in groups) or "none"
-        raise DataError(run, "ranks.jsonl", f"expected one model/dataset/split, found: {found} (use --model-a/--model-b)")
-    return [QueryRanks(r["protocol"], r["category"], r["query_ids"], np.asarray(r["ranks"], dtype=np.int64)) for r in rows]
 
 
 def _paired_table(tests, run_a: Path, run_b: Path):
@@ -480,3 +464,7 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
     for row in errors:
         _console().print(f"error row: {row['label']} on {row['dataset']}: {row['error']}", style="red", markup=False)
     _console().print(f"results: {run_dir}", markup=False)
+    if errors:  # the other rows are written; the command still failed
+        _console(stderr=True).print(f"error: {len(errors)} of {len(models) * len(benchmarks)} evaluations failed "
+                                    f"(error rows above; {run_dir / 'errors.jsonl'})", style="red", markup=False)
+        raise typer.Exit(1)

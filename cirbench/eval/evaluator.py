@@ -299,6 +299,21 @@ def hold_in_bf16(model: "CIRModel") -> bool:
     return True
 
 
+def build_for_evaluation(spec: str, checkpoint: "str | Path | None", device: str, precision: str) -> "CIRModel":
+    """The model of ``spec`` (from ``checkpoint`` if given) on ``device``, holding its frozen towers
+    in bf16 at that precision: built to be evaluated only. ``eval`` and ``eval --all`` build here."""
+    import torch
+
+    from cirbench.interface import build_model
+
+    model = build_model(spec, checkpoint=checkpoint)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
+    if precision == "bf16":
+        hold_in_bf16(model)
+    return model
+
+
 def default_num_workers(device: str) -> int:
     """Image-decoding processes for ``device``: none on CPU (the model needs the cores), up to 8 on CUDA."""
     import os

@@ -112,13 +112,9 @@ def evaluate_all(
 
 
 def _build(entry: ModelEntry, device: str, precision: str):
-    from cirbench.eval.evaluator import hold_in_bf16
-    from cirbench.interface import build_model
+    from cirbench.eval.evaluator import build_for_evaluation
 
-    model = build_model(entry.spec, checkpoint=entry.checkpoint).to(device)
-    if precision == "bf16":
-        hold_in_bf16(model)
-    return model
+    return build_for_evaluation(entry.spec, entry.checkpoint, device, precision)
 
 
 def _finished(out: Path) -> set[tuple]:
