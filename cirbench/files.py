@@ -78,6 +78,12 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def cache_root() -> Path:
+    """Where cirbench keeps what it makes for itself (the default world, the installed tiny
+    backbones' record): ``$CIRBENCH_CACHE``, else ``~/.cache/cirbench``."""
+    return Path(os.environ.get("CIRBENCH_CACHE") or Path.home() / ".cache" / "cirbench")
+
+
 def check_writable_folder(folder: str | Path, option: str = "--out") -> Path:
     """Refuse, before any work starts, an output folder that could not be written at the end: a path
     that is a file (or lies under one), or a folder (or its nearest existing parent) without write

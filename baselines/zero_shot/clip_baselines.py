@@ -120,7 +120,7 @@ def build_clip_model(
 ) -> ClipCIRModel:
     """Build ``cls`` on its variant's backbone, or restore it from a model folder.
 
-    ``backbone_dir`` points ``synth_tiny`` at a pre-trained tiny CLIP (default: $CIRBENCH_SYNTH_CLIP)
+    ``backbone_dir`` points ``synth_tiny`` at a pre-trained tiny CLIP (default: $CIRBENCH_SYNTH_CLIP, else the installed one)
     and a real variant at a local copy of its weights;
     ``seed`` fixes the random initialisation of what is not pre-trained; other ``options`` go to
     the model (a checkpoint's recorded options are the defaults).

@@ -15,8 +15,9 @@ DEFAULT_PRESET, DEFAULT_SEED = "default", 0
 
 
 def default_world_dir() -> Path:
-    cache = Path(os.environ.get("CIRBENCH_CACHE", Path.home() / ".cache" / "cirbench"))
-    return cache / "worlds" / f"{DEFAULT_PRESET}-seed{DEFAULT_SEED}"
+    from cirbench.files import cache_root
+
+    return cache_root() / "worlds" / f"{DEFAULT_PRESET}-seed{DEFAULT_SEED}"
 
 
 def ensure_world(world: Path | None, progress: bool = True) -> Path:
