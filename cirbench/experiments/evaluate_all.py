@@ -153,6 +153,4 @@ def _error_row(entry: ModelEntry, bench: BenchmarkEntry, protocol: str, exc: Exc
 
 
 def _write_errors(out: Path, errors: list[dict]) -> None:
-    Path(out).mkdir(parents=True, exist_ok=True)
-    if errors:
-        append_jsonl(Path(out) / ERRORS_FILE, errors)
+    append_jsonl(Path(out) / ERRORS_FILE, errors)  # written even when empty: "no error" is stated, not implied

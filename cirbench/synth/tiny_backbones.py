@@ -66,9 +66,11 @@ def activate(world: Path) -> dict[str, Path]:
 
 
 def ensure_backbones(
-    world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None
+    world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None,
+    keep_existing: bool = False,
 ) -> dict[str, Path]:
-    """Pre-train both backbones unless the world already has them for this recipe; then activate."""
+    """Pre-train both backbones unless the world already has them for this recipe (with
+    ``keep_existing``: for any recipe, as `synth-backbones` made them); then activate."""
     from cirbench.backbones.blip2 import pretrain_blip2_backbone
     from cirbench.backbones.clip import pretrain_clip_backbone
     from cirbench.synth.vocabulary import world_vocabulary
@@ -77,7 +79,8 @@ def ensure_backbones(
     dirs = backbone_dirs(world)
     record = Path(world) / "backbones" / RECORD
     wanted = {**asdict(recipe), "world": world_fingerprint(world)}
-    if record.is_file() and json.loads(record.read_text()) == wanted and all(d.is_dir() for d in dirs.values()):
+    made = json.loads(record.read_text()) if record.is_file() and all(d.is_dir() for d in dirs.values()) else None
+    if made == wanted or (keep_existing and made and made.get("world") == wanted["world"]):
         return _install(world)
     if _shipped_matches(wanted):
         _install_shipped(dirs)
