@@ -140,12 +140,13 @@ def _backends(config, embedder=None) -> tuple:
 
 
 def _run_backend_errors(run):
-    """Set-up problems (no model given, no server URL, weights not downloaded) are usage errors."""
+    """Set-up problems (no model given, no server URL) are usage errors; bad data and weights that
+    are not on this machine are one line (user_errors), naming the file or what to download."""
     from cirbench.data.schema import DataError
 
     try:
         return run()
-    except DataError:
+    except (DataError, FileNotFoundError):
         raise
     except (ValueError, OSError, RuntimeError) as exc:
         raise typer.BadParameter(str(exc)) from None
