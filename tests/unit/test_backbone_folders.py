@@ -49,3 +49,31 @@ def test_installed_backbones_that_were_deleted_name_where_they_were_looked_for(n
     installed_record().write_bytes(b"\xff not json")  # a damaged record is no record
     with pytest.raises(FileNotFoundError, match="is installed: run"):
         resolve_synth_backbone_dir()
+
+
+def test_a_worlds_own_backbones_are_kept_whatever_recipe_made_them_and_recorded(nothing_installed, tiny_world,
+                                                                               monkeypatch):
+    """The demo and the ablations never pre-train over what synth-backbones made (keep_existing)."""
+    import json
+
+    from cirbench.backbones import blip2, clip
+    from cirbench.synth.tiny_backbones import BackboneRecipe, backbone_dirs, ensure_backbones
+
+    world = Path(shutil.copytree(tiny_world, nothing_installed / "world"))
+    made = ensure_backbones(world, BackboneRecipe(steps=2, batch_size=8))
+    assert json.loads(installed_record().read_text())["blip2"] == str(made["blip2"].resolve())
+    weights = {kind: (folder / next(p.name for p in folder.glob("*.safetensors"))).read_bytes()
+               for kind, folder in made.items()}
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("pre-trained over the world's own backbones")
+
+    monkeypatch.setattr(blip2, "pretrain_blip2_backbone", no_pretraining)
+    monkeypatch.setattr(clip, "pretrain_clip_backbone", no_pretraining)
+    installed_record().unlink()
+    assert ensure_backbones(world, keep_existing=True) == backbone_dirs(world)  # another recipe asked: kept
+    assert json.loads(installed_record().read_text())["clip"] == str(made["clip"].resolve())
+    assert weights == {kind: (folder / next(p.name for p in folder.glob("*.safetensors"))).read_bytes()
+                       for kind, folder in made.items()}
+    with pytest.raises(AssertionError, match="pre-trained over"):  # without keep_existing: the recipe decides
+        ensure_backbones(world)
