@@ -203,7 +203,7 @@ def pick_query_ranks(run: str | Path, model: str | None = None, dataset: str | N
     for row in rows:  # file order is write order: a later run of the same evaluation replaces an earlier one
         groups.setdefault(_evaluation_of(row), {})[row["category"]] = row
     if len(groups) != 1:
-        raise DataError(run, option, _no_single_evaluation(every, len(groups), model, dataset, option))
+        raise DataError(run, option, _no_single_evaluation(every, list(groups), model, dataset, option))
     chosen = next(iter(groups.values())).values()
     return [QueryRanks(r["protocol"], r["category"], r["query_ids"], np.asarray(r["ranks"], dtype=np.int64)) for r in chosen]
 
@@ -225,9 +225,10 @@ def _evaluation_of(row: dict[str, Any]) -> tuple:
             record_precision(row))
 
 
-def _no_single_evaluation(every: list[dict], n_matching: int, model: str | None, dataset: str | None,
+def _no_single_evaluation(every: list[dict], matching: list[tuple], model: str | None, dataset: str | None,
                           option: str) -> str:
-    held = sorted({_evaluation_of(r) for r in every}, key=str)
+    """Why no single evaluation was picked, listing the matching ones (or, with none, all the folder holds)."""
+    held = sorted(matching or {_evaluation_of(r) for r in every}, key=str)
     alike = Counter((label, data, split, precision) for label, _, data, split, _, precision in held)
 
     def describe(label: str, checkpoint: str, data: str, split: str, precision: str) -> str:
@@ -238,10 +239,10 @@ def _no_single_evaluation(every: list[dict], n_matching: int, model: str | None,
     choices = "; ".join(describe(label, ckpt, data, split, precision)
                         for label, ckpt, data, split, _, precision in held) or "no evaluation"
     asked = " and ".join(f"{name} {value!r}" for name, value in ((option, model), ("--dataset", dataset)) if value)
-    if n_matching == 0:
+    if not matching:
         return f"no evaluation matches {asked or 'anything'}; it holds: {choices}"
-    return (f"{n_matching} evaluations match{' ' + asked if asked else ''}: choose one with {option} (a table label "
-            f"or a model spec) and --dataset; it holds: {choices}")
+    return (f"{len(matching)} evaluations match{' ' + asked if asked else ''}: choose one with {option} (a table "
+            f"label or a model spec) and --dataset: {choices}")
 
 
 def read_errors(paths: Sequence[str | Path]) -> list[dict[str, Any]]:

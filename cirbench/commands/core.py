@@ -363,7 +363,7 @@ def compare(
 
     Example: cirbench compare runs/clip_sum runs/clip_image_only --k 10 --k 50
 
-    Example: cirbench compare runs/demo/results runs/demo/results --model-a "clip4cir:synth_tiny (clip4cir_s2)" --model-b "clip_image_only:synth_tiny (zero-shot)" --dataset fashioniq
+    Example: cirbench compare runs/demo/results runs/demo/results --model-a CLIP4CIR --model-b "CLIP image + text (zero-shot)" --dataset fashioniq
     """
     from dataclasses import asdict
 

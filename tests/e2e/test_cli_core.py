@@ -213,6 +213,16 @@ def test_eval_all_fails_when_a_row_is_an_error_and_compare_picks_models_out_of_i
         "compare", "all", "all", "--model-a", "fake_cir", "--model-b", "fake_cir", "--dataset", "fashioniq", code=1)
 
 
+def test_compare_picks_models_out_of_the_committed_demo_results_by_label(cli):
+    demo = str(Path(__file__).resolve().parents[2] / "results" / "demo")
+    test = json.loads(cli("compare", demo, demo, "--model-a", "CLIP4CIR", "--model-b", "CLIP image + text (zero-shot)",
+                          "--dataset", "fashioniq", "--k", "10", "--json"))
+    assert test["n_queries"] == 600 and test["recall_a"] != test["recall_b"]
+    several = cli("compare", demo, demo, "--model-a", "fashionblip2:synth_tiny", "--model-b", "CLIP4CIR", code=1)
+    assert "14 evaluations match --model-a 'fashionblip2:synth_tiny'" in several
+    assert "'FashionBLIP-2 (FACap -> FIQ)' on fashioniq/val" in several and "CLIP4CIR" not in several.split(": ", 3)[-1]
+
+
 def test_bench_eval_prints_ratio_and_peak_memory_as_json(cli, monkeypatch):
     monkeypatch.setattr(bench, "FASHIONIQ_VAL_SHAPES", {"dress": (20, 38), "shirt": (20, 63), "toptee": (19, 53)})
     report = json.loads(cli("bench", "eval", "--json", "--repeats", "1", "--chunk-size", "8"))
