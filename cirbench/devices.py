@@ -1,8 +1,9 @@
 """The one rule every computing command uses to pick its device and its default precision.
 
 ``--device auto`` (the default of every command) is ``$CIRBENCH_DEVICE`` when set, else ``cuda``
-when torch sees a GPU, else ``cpu``. Any other value (``cpu``, ``cuda``, ``cuda:N``) is taken as
-given, and a CUDA device on a machine without one is refused with one clear line. Under torchrun a
+when torch sees a GPU, else ``cpu``. Any other value (``cpu``, ``cuda``, ``cuda:N``, ``mps``) is taken
+as given; a device this machine does not have (``cuda:9`` on one GPU, ``mps`` off a Mac) and a device
+type cirbench does not run on (``tpu``, ``meta``, ``xla``) are refused with one clear line. Under torchrun a
 ``cuda`` device becomes ``cuda:LOCAL_RANK`` in ``cirbench.distributed.setup``.
 
 Precision: ``auto`` is bf16 on CUDA and fp32 on CPU (bf16 autocast runs on CPU too, slowly).
@@ -33,11 +34,20 @@ def resolve_device(device: str | None = AUTO) -> str:
         parsed = torch.device(name)
     except RuntimeError:
         raise DataError("--device", name, "not a device name (auto, cpu, cuda or cuda:N)") from None
+    if parsed.type == "mps" and not _mps_available(torch):
+        raise DataError("--device", name, "Apple's MPS is not available on this machine; use --device cpu")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise DataError("--device", name, "cirbench runs on auto, cpu, cuda or cuda:N (mps on a Mac)")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise DataError("--device", name, "CUDA is not available on this machine; use --device cpu")
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise DataError("--device", name, f"this machine has {torch.cuda.device_count()} CUDA device(s)")
     return name
+
+
+def _mps_available(torch) -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def resolve_precision(precision: str | None, device: str) -> str:

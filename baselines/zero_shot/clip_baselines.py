@@ -109,8 +109,8 @@ def build_clip_model(
 
     ``overrides`` are fields of ``cls.Options`` (a checkpoint's recorded options are the
     defaults): ``backbone_dir`` points ``synth_tiny`` at a pre-trained tiny CLIP (default:
-    $CIRBENCH_SYNTH_CLIP) and a real variant at a local copy of its weights; ``seed`` fixes the
-    random initialisation of what is not pre-trained.
+    $CIRBENCH_SYNTH_CLIP, else the installed one) and a real variant at a local copy of its
+    weights; ``seed`` fixes the random initialisation of what is not pre-trained.
     """
     if checkpoint:
         config = read_model_folder(checkpoint, cls.name, variant)

@@ -31,7 +31,7 @@ from transformers import AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval
 
 from cirbench.backbones.blip2_configs import tiny_blip2_config
 from cirbench.backbones.blip2_tokenizers import build_tiny_tokenizer
-from cirbench.backbones.folders import synth_backbone_dir
+from cirbench.backbones.folders import offline_hub, synth_backbone_dir
 from cirbench.compat import dtype_kwargs, no_init_weights
 
 BLIP2_HUB_NAME = "Salesforce/blip2-itm-vit-g"
@@ -162,8 +162,9 @@ def _with_prefix_mask(text_mask: torch.Tensor, prefix_length: int) -> torch.Tens
 def load_blip2_backbone(source: str | Path) -> Blip2Backbone:
     """Weights, config and tokenizer from a hub name (downloaded beforehand) or a local folder."""
     # float32 like the heads added on top; training loops autocast to bf16 where it pays.
-    blip = Blip2ForImageTextRetrieval.from_pretrained(str(source), **dtype_kwargs(torch.float32))
-    return Blip2Backbone(blip, _checked_tokenizer(source))
+    with offline_hub(source, "the BLIP-2 backbone") as local_only:
+        blip = Blip2ForImageTextRetrieval.from_pretrained(str(source), **dtype_kwargs(torch.float32), **local_only)
+        return Blip2Backbone(blip, _checked_tokenizer(source, local_only))
 
 
 def blip2_backbone_skeleton(directory: str | Path) -> Blip2Backbone:
@@ -177,12 +178,12 @@ def blip2_backbone_skeleton(directory: str | Path) -> Blip2Backbone:
     return Blip2Backbone(blip, _checked_tokenizer(directory))
 
 
-def _checked_tokenizer(source: str | Path):
+def _checked_tokenizer(source: str | Path, hub_kwargs: dict | None = None):
     """The tokenizer saved with a backbone, refused if it maps known words to [UNK].
 
     (A BERT tokenizer rebuilt from a bare vocab file in transformers 5 silently does.)
     """
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    tokenizer = AutoTokenizer.from_pretrained(str(source), **(hub_kwargs or {}))
     ids = tokenizer("dress shirt", add_special_tokens=False)["input_ids"]
     if tokenizer.unk_token_id in ids or len(set(ids)) < 2:
         raise ValueError(f"{source}: its tokenizer maps common words to [UNK] (ids {ids}); save it as tokenizer.json")
@@ -202,5 +203,7 @@ def tiny_blip2_backbone(seed: int = 0, words: Iterable[str] = (), image_size: in
 
 
 def resolve_synth_backbone_dir(override: str | Path | None = None) -> Path:
-    """The pre-trained tiny backbone folder: ``override``, else ``$CIRBENCH_SYNTH_BLIP2``."""
-    return synth_backbone_dir(override, SYNTH_BACKBONE_ENV, ("config.json", "model.safetensors"), "tiny BLIP-2 backbone")
+    """The pre-trained tiny backbone folder: ``override``, else ``$CIRBENCH_SYNTH_BLIP2``, else the
+    one ``synth-backbones`` installed last (``cirbench.backbones.folders``)."""
+    return synth_backbone_dir(override, SYNTH_BACKBONE_ENV, ("config.json", "model.safetensors"),
+                              "tiny BLIP-2 backbone", kind="blip2")

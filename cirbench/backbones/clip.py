@@ -2,8 +2,9 @@
 
 Every CLIP here is made by open_clip's own loading code, ``create_model_and_transforms``:
 
-- a real name with a pretrained tag (``"RN50x4"``, ``"openai"``) loads the published weights
-  (downloaded beforehand: nothing is fetched here when offline);
+- a real name with a pretrained tag (``"RN50x4"``, ``"openai"``) loads the published weights,
+  downloaded beforehand: they are looked up in the hub cache and loaded as a file, never fetched
+  (``local_pretrained_file``; missing weights are one error naming what to download);
 - ``cirbench-tiny-clip`` is an architecture config shipped with this package (random weights);
 - a folder in open_clip's ``local-dir`` format (``open_clip_config.json`` + weights) loads as
   ``"local-dir:<folder>"``: the synthetic world's pre-trained tiny CLIP is one, and every CIR
@@ -29,7 +30,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from cirbench.backbones.folders import synth_backbone_dir
+from cirbench.backbones.folders import not_on_this_machine, synth_backbone_dir
 from cirbench.backbones.targetpad import targetpad_transform
 
 TINY_CLIP = "cirbench-tiny-clip"
@@ -113,7 +114,8 @@ def load_clip(
     quick_gelu = _tag_uses_quick_gelu(model_name, pretrained)
     random_init = not load_weights or (pretrained is None and builtin)
     # open_clip 3.3 resolves (downloads) a tag before it looks at load_weights: no tag without weights.
-    tag_to_load = pretrained if load_weights and builtin else None
+    # With weights, the tag's file is found in the local caches and passed as a file: nothing is fetched.
+    tag_to_load = local_pretrained_file(model_name, pretrained) if load_weights and builtin and pretrained else None
     try:
         with _silence_random_init_warning(random_init):
             clip, _, _ = open_clip.create_model_and_transforms(
@@ -130,10 +132,44 @@ def load_clip(
     if quick_gelu:
         model_cfg["quick_gelu"] = True
     preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(clip))
-    if pretrained and builtin and tag_to_load is None:
-        # The tag's own preprocessing (mean, std, interpolation), as loading its weights would set it.
+    if pretrained and builtin:
+        # The tag's own preprocessing (mean, std, interpolation), as loading it by its tag would set it.
         preprocess_cfg = merge_preprocess_dict(preprocess_cfg, open_clip.get_pretrained_cfg(model_name, pretrained))
     return ClipBackbone(clip, open_clip.get_tokenizer(model_name), model_cfg, preprocess_cfg)
+
+
+def local_pretrained_file(model_name: str, pretrained: str) -> str:
+    """The file of open_clip's published weights ``model_name``/``pretrained`` on this machine, found
+    where open_clip would download it (the Hugging Face hub cache, ``$HF_HOME``; ``~/.cache/clip`` for
+    URL-only weights), never fetched: weights not there are one FileNotFoundError naming what to
+    download and where it goes. A tag open_clip does not know is returned as is (its own error)."""
+    import os
+
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not cfg:
+        return pretrained
+    if cfg.get("file"):
+        return cfg["file"]
+    repo, filename = os.path.split(cfg.get("hf_hub", ""))
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        # open_clip's own order: a safetensors copy first, then the named (or default) file
+        name = filename or "open_clip_pytorch_model.bin"
+        safe = "open_clip_model.safetensors" if name == "open_clip_pytorch_model.bin" else str(Path(name).with_suffix(".safetensors"))
+        for name in dict.fromkeys([safe, name]):
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str):
+                return found
+        raise not_on_this_machine(f"the open_clip weights {model_name}/{pretrained}:", repo)
+    url = cfg.get("url", "")
+    cached = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+    if cached.is_file():
+        return str(cached)
+    raise FileNotFoundError(
+        f"the open_clip weights {model_name}/{pretrained} are not on this machine and cirbench downloads nothing: "
+        f"download {url} once where there is network and put it at {cached}, or give a local folder"
+    )
 
 
 def local_dir(directory: str | Path) -> str:
@@ -149,8 +185,9 @@ def tiny_clip(seed: int = 0) -> ClipBackbone:
 
 
 def resolve_synth_clip_dir(override: str | Path | None = None) -> Path:
-    """The synthetic world's pre-trained tiny CLIP: ``override``, else ``$CIRBENCH_SYNTH_CLIP``."""
-    return synth_backbone_dir(override, SYNTH_CLIP_ENV, (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS), "pre-trained CLIP")
+    """The synthetic world's pre-trained tiny CLIP: ``override``, else ``$CIRBENCH_SYNTH_CLIP``, else
+    the one ``synth-backbones`` installed last (``cirbench.backbones.folders``)."""
+    return synth_backbone_dir(override, SYNTH_CLIP_ENV, (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS), "pre-trained CLIP", kind="clip")
 
 
 def backbone_for_variant(

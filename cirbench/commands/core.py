@@ -18,6 +18,7 @@ import typer
 
 from cirbench.data.schema import DataError
 from cirbench.devices import DEVICE_HELP, PRECISION_HELP
+from cirbench.files import check_writable_folder
 
 
 class Missing(str, Enum):
@@ -238,11 +239,12 @@ def eval_model(
             raise DataError("command line", "--model/--dataset", "give both (or --all)")
         spec = resolve_spec(model)
         eval_protocol = get_protocol(protocol)
+        run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
+        check_writable_folder(run_dir)  # before anything is encoded: the work would be lost at the end
         splits = DATASETS.get(dataset)(data_root, split=split, categories=list(wanted) if wanted else None,
                                        missing=missing.value)
         built = build_for_evaluation(str(spec), checkpoint, options.device, options.precision, seed)
         result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, options)
-        run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
         records = _write_results(result, eval_protocol, run_dir, seed, folder_config_hash(checkpoint))
     _console().print(f"wrote {len(records)} records to {run_dir}", markup=False)
     if show_table:
@@ -350,8 +352,9 @@ def report(
 def compare(
     run_a: Path = typer.Argument(..., help="Run folder (or results.jsonl) of run a."),
     run_b: Path = typer.Argument(..., help="Run folder (or results.jsonl) of run b."),
-    model_a: Optional[str] = typer.Option(None, "--model-a", help="Model spec to take from run a (if it holds several)."),
-    model_b: Optional[str] = typer.Option(None, "--model-b", help="Model spec to take from run b (if it holds several)."),
+    model_a: Optional[str] = typer.Option(None, "--model-a", help="The model to take from run a when it holds several (eval --all, demo): its table label or its spec."),
+    model_b: Optional[str] = typer.Option(None, "--model-b", help="The same for run b."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="The benchmark to compare on when the runs hold several."),
     k: List[int] = typer.Option([10, 50], "--k", help="Cut-offs to test (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the permutations."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per cut-off."),
@@ -360,34 +363,23 @@ def compare(
     paired bootstrap 95% interval, sign-flip permutation p-value, McNemar counts.
 
     Example: cirbench compare runs/clip_sum runs/clip_image_only --k 10 --k 50
+
+    Example: cirbench compare runs/demo/results runs/demo/results --model-a CLIP4CIR --model-b "CLIP image + text (zero-shot)" --dataset fashioniq
     """
     from dataclasses import asdict
 
     from cirbench.eval.metrics import paired_test
+    from cirbench.results import pick_query_ranks
 
     with user_errors():
-        ranks_a, ranks_b = _query_ranks(run_a, model_a), _query_ranks(run_b, model_b)
+        ranks_a = pick_query_ranks(run_a, model_a, dataset, option="--model-a")
+        ranks_b = pick_query_ranks(run_b, model_b, dataset, option="--model-b")
         tests = [paired_test(ranks_a, ranks_b, cutoff, seed=seed) for cutoff in k]
     if json_output:
         for test in tests:
             typer.echo(json.dumps(asdict(test)))
         return
     _print_wide(_paired_table(tests, run_a, run_b))
-
-
-def _query_ranks(run: Path, model: str | None):
-    """The QueryRanks of one model in a run; refuses a run that holds several without --model."""
-    import numpy as np
-
-    from cirbench.eval.metrics import QueryRanks
-    from cirbench.results import read_ranks
-
-    rows = [r for r in read_ranks([run]) if model is None or r["model"] == model]
-    groups = sorted({(r["model"], r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"]) for r in rows})
-    if len(groups) != 1:
-        found = "; ".join(" ".join(map(str, g)) for g in groups) or "none"
-        raise DataError(run, "ranks.jsonl", f"expected one model/dataset/split, found: {found} (use --model-a/--model-b)")
-    return [QueryRanks(r["protocol"], r["category"], r["query_ids"], np.asarray(r["ranks"], dtype=np.int64)) for r in rows]
 
 
 def _paired_table(tests, run_a: Path, run_b: Path):
@@ -473,3 +465,7 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
     for row in errors:
         _console().print(f"error row: {row['label']} on {row['dataset']}: {row['error']}", style="red", markup=False)
     _console().print(f"results: {run_dir}", markup=False)
+    if errors:  # the other rows are written; the command still failed
+        _console(stderr=True).print(f"error: {len(errors)} of {len(models) * len(benchmarks)} evaluations failed "
+                                    f"(error rows above; {run_dir / 'errors.jsonl'})", style="red", markup=False)
+        raise typer.Exit(1)

@@ -33,8 +33,11 @@ def demo(
 
     with user_errors():
         target = resolve_device(device)
-        run_demo(QUICK if quick else FULL, out, world=world, threads=threads, progress=progress, device=target,
-                 precision=resolve_precision(precision, target))
+        written = run_demo(QUICK if quick else FULL, out, world=world, threads=threads, progress=progress,
+                           device=target, precision=resolve_precision(precision, target))
+    if written["errors"]:  # the tables and the report are written, with the error rows in them
+        typer.echo(f"error: {len(written['errors'])} evaluation(s) failed; see {out / 'results' / 'errors.jsonl'}", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

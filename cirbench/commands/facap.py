@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
+from cirbench.devices import DEVICE_HELP, resolve_device
 
 
 class Backend(str, Enum):
@@ -43,7 +44,7 @@ TIMEOUT = typer.Option(120.0, "--timeout", min=0.1, help="openai: seconds per re
 GEN_BATCH = typer.Option(8, "--generation-batch", min=1, help="transformers: images or pairs per generate call.")
 MAX_NEW_TOKENS = typer.Option(128, "--max-new-tokens", min=1, help="Tokens generated per caption / text (paper: 128).")
 SEED = typer.Option(0, "--seed", help="Seed of the random pick among the top-20.")
-DEVICE = typer.Option("cpu", "--device", help="Device for the CLIP encoder and transformers backends.")
+DEVICE = typer.Option("cpu", "--device", help="Device for the CLIP encoder and transformers backends: " + DEVICE_HELP)
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
@@ -121,6 +122,7 @@ def build_facap(
         _refuse_unused_backend_options(ctx, captioner, modifier)
         if specs:
             refuse_unused(ctx, "the synthetic world is the input only when no source is given", "world")
+        device = resolve_device(device)
         world_dir = _world(world, quiet) if not specs else None
         embedder = _world_embedder(clip_model, world_dir, device) if world_dir else None
         config = build.FacapBuildConfig(
@@ -158,12 +160,13 @@ def _backends(config, embedder=None) -> tuple:
 
 
 def _run_backend_errors(run):
-    """Set-up problems (no model given, no server URL, weights not downloaded) are usage errors."""
+    """Set-up problems (no model given, no server URL) are usage errors; bad data and weights that
+    are not on this machine are one line (user_errors), naming the file or what to download."""
     from cirbench.data.schema import DataError
 
     try:
         return run()
-    except DataError:
+    except (DataError, FileNotFoundError):
         raise
     except (ValueError, OSError, RuntimeError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -227,6 +230,7 @@ def build_enhfiq(
         _refuse_unused_backend_options(ctx, captioner, modifier)
         if fashioniq is not None:
             refuse_unused(ctx, "the synthetic world's FashionIQ-like split is the input only without --fashioniq", "world")
+        device = resolve_device(device)
         world_dir = _world(world, quiet) if fashioniq is None else None
         embedder = _world_embedder(clip_model, world_dir, device) if world_dir else None
         config = enhfiq.EnhFiqBuildConfig(

@@ -104,9 +104,10 @@ def synth_backbones(
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")] = 1,
 ) -> None:
     """Pre-train the tiny CLIP (contrast, ~3 min) and the tiny BLIP-2 (contrast + matching, ~12 min)
-    on the world's image-caption pairs into WORLD/backbones/; the synth_tiny model variants use them. Reused
-    while the settings match. Point synth_tiny at them in a shell with
-    CIRBENCH_SYNTH_CLIP=WORLD/backbones/clip and CIRBENCH_SYNTH_BLIP2=WORLD/backbones/blip2.
+    on the world's image-caption pairs into WORLD/backbones/ (for the default world: the shipped pair, in
+    seconds). Reused while the settings match. From then on the synth_tiny model variants of every
+    command use them (recorded in $CIRBENCH_CACHE or ~/.cache/cirbench); CIRBENCH_SYNTH_CLIP and
+    CIRBENCH_SYNTH_BLIP2 still override.
 
     Example: cirbench synth-backbones --world world
     """
@@ -133,6 +134,7 @@ def synth_backbones(
             typer.echo(f"shipped: {ship_backbones(world)}")
     for name, folder in dirs.items():
         typer.echo(f"{name}: {folder}")
+    typer.echo("synth_tiny models now use these backbones (CIRBENCH_SYNTH_CLIP / CIRBENCH_SYNTH_BLIP2 override)")
 
 
 def synth_probe(

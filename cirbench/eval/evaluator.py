@@ -256,14 +256,13 @@ class _ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> "torch.Tensor | _Unreadable":
-        from PIL import Image, UnidentifiedImageError
+        from cirbench.data.images import open_rgb
 
         path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                return self.preprocess(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as exc:
-            return _Unreadable(path, f"cannot read the image: {exc}")
+            return self.preprocess(open_rgb(path))
+        except DataError as exc:
+            return _Unreadable(path, exc.problem or str(exc))
 
 
 def _stack_images(items: list) -> "torch.Tensor | _Unreadable":

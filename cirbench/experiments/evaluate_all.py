@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cirbench.results import ERRORS_FILE
+from cirbench.files import check_writable_folder
+from cirbench.results import ERRORS_FILE, append_jsonl
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ def evaluate_all(
     """
     from cirbench.eval.protocols import get_protocol
 
+    check_writable_folder(out)
     protocol = get_protocol(protocol_id)
     errors = []
     done = _finished(out)
@@ -183,7 +185,4 @@ def _error_row(entry: ModelEntry, bench: BenchmarkEntry, protocol: str, exc: Exc
 
 
 def _write_errors(out: Path, errors: list[dict]) -> None:
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with (Path(out) / ERRORS_FILE).open("a", encoding="utf-8") as handle:
-        for row in errors:
-            handle.write(json.dumps(row) + "\n")
+    append_jsonl(Path(out) / ERRORS_FILE, errors)  # written even when empty: "no error" is stated, not implied

@@ -109,7 +109,8 @@ def synthetic_data(world: Path | None, out: Path, progress: bool, log: Log) -> d
     if not (world / "fashioniq").is_dir():
         raise DataError(world, "--world", "not a synthetic world folder (no fashioniq/; make one with `cirbench synth`)")
     log(f"world: {world}")
-    ensure_backbones(world)
+    # the world's own backbones, however `synth-backbones` made them: never pre-trained over
+    ensure_backbones(world, keep_existing=True)
     return _build_datasets(world, out, log)
 
 

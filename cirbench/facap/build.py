@@ -17,6 +17,7 @@ from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import write_facap_release
 from cirbench.facap.pipeline import PipelineSettings, run_pipeline
 from cirbench.facap.sources import SourceData, limit_records, read_deepfashion_mm, read_fashion200k, read_folder
+from cirbench.files import check_writable_folder
 
 WORLD_SOURCES = ("fashion200k", "deepfashion_mm")
 
@@ -85,6 +86,7 @@ def build_facap(
     The work of each stage is stored under ``config.out/work`` as it is done, so a rerun resumes;
     bad source data stops with a ``DataError`` before any model runs.
     """
+    check_writable_folder(config.out)
     sources = sources or read_sources(config)
     records = [r for source in sources for r in limit_records(source.records, config.limit)]
     embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)

@@ -24,7 +24,7 @@ from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import json_bytes, write_files
 from cirbench.facap.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from cirbench.facap.sources import ImageRecord
-from cirbench.files import write_atomic
+from cirbench.files import check_writable_folder, write_atomic
 
 SPLIT = "val"
 
@@ -77,6 +77,7 @@ def build_enhfiq(
         by_category: the val records already read (``val_records``; None: read here).
     """
     root = Path(config.fashioniq)
+    check_writable_folder(config.out)
     by_category = by_category or val_records(root, config.categories)
     embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)
     records = [r for group in by_category.values() for r in group]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from cirbench.data.images import open_rgb
 from cirbench.data.schema import CIRQuery, DataError, EvalSplit
 from cirbench.eval.evaluator import eval_mode
 from cirbench.eval.protocols import EvalProtocol
@@ -210,20 +211,10 @@ def _image_paths(split: EvalSplit, image_ids: Sequence[str]) -> list[Path]:
     return [Path(split.image_paths[i]) for i in image_ids]
 
 
-def _open_rgb(path: Path) -> "Image.Image":
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(path, path.stem, f"cannot read the image: {exc}") from None
-
-
 def _load_images(model: "CIRModel", split: EvalSplit, image_ids: Sequence[str]) -> "torch.Tensor":
     import torch
 
-    return torch.stack([model.preprocess(_open_rgb(path)) for path in _image_paths(split, image_ids)])
+    return torch.stack([model.preprocess(open_rgb(path)) for path in _image_paths(split, image_ids)])
 
 
 # ---- drawing ---------------------------------------------------------------------------------
@@ -281,7 +272,7 @@ def _paste_tile(canvas: "Image.Image", split: EvalSplit, image_id: str, left: in
     """The image scaled to fit the tile, centred, aspect ratio kept."""
     from PIL import ImageOps
 
-    image = ImageOps.contain(_open_rgb(_image_paths(split, [image_id])[0]), (tile, tile))
+    image = ImageOps.contain(open_rgb(_image_paths(split, [image_id])[0]), (tile, tile))
     canvas.paste(image, (left + (tile - image.width) // 2, top + (tile - image.height) // 2))
 
 

@@ -4,8 +4,9 @@ image-text matching, as in BLIP-2's own first stage), so that "a frozen pretrain
 adapters" means at small scale what it means at full scale.
 
 They are built by recipe (the settings below) into ``<world>/backbones/{clip,blip2}`` and reused
-while the settings match (``backbones.json``); ``activate`` points the ``synth_tiny`` variants at
-them through ``$CIRBENCH_SYNTH_CLIP`` / ``$CIRBENCH_SYNTH_BLIP2``.
+while the settings match (``backbones.json``), and recorded as the installed pair, which the
+``synth_tiny`` variants of any later process use (``cirbench.backbones.folders``); ``activate``
+points this process at them through ``$CIRBENCH_SYNTH_CLIP`` / ``$CIRBENCH_SYNTH_BLIP2``.
 
 Pre-training both takes minutes on two CPU cores, so the package ships the pair made for the
 default world (preset ``default``, seed 0) by the default recipe, in float16 (13 MB), under
@@ -62,9 +63,11 @@ def activate(world: Path) -> dict[str, Path]:
 
 
 def ensure_backbones(
-    world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None
+    world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None,
+    keep_existing: bool = False,
 ) -> dict[str, Path]:
-    """Pre-train both backbones unless the world already has them for this recipe; then activate."""
+    """Pre-train both backbones unless the world already has them for this recipe (with
+    ``keep_existing``: for any recipe, as `synth-backbones` made them); then activate."""
     from cirbench.synth.pretrain import pretrain_blip2_backbone, pretrain_clip_backbone
     from cirbench.synth.vocabulary import world_vocabulary
     from cirbench.synth.world import image_caption_pairs
@@ -72,12 +75,13 @@ def ensure_backbones(
     dirs = backbone_dirs(world)
     record = Path(world) / "backbones" / RECORD
     wanted = {**asdict(recipe), "world": world_fingerprint(world)}
-    if record.is_file() and json.loads(record.read_text()) == wanted and all(d.is_dir() for d in dirs.values()):
-        return activate(world)
+    made = json.loads(record.read_text()) if record.is_file() and all(d.is_dir() for d in dirs.values()) else None
+    if made == wanted or (keep_existing and made and made.get("world") == wanted["world"]):
+        return _install(world)
     if _shipped_matches(wanted):
         _install_shipped(dirs)
         record.write_text(json.dumps(wanted, indent=2) + "\n")
-        return activate(world)
+        return _install(world)
     pairs = image_caption_pairs(Path(world))[: recipe.max_pairs]
     builders = {"clip": pretrain_clip_backbone, "blip2": pretrain_blip2_backbone}
     # CLIP keeps open_clip's real BPE tokenizer; the tiny BLIP-2 one is built from the world's words.
@@ -92,6 +96,15 @@ def ensure_backbones(
         shutil.rmtree(dirs[name], ignore_errors=True)
         partial.rename(dirs[name])  # a killed build never leaves a half backbone under the real name
     record.write_text(json.dumps(wanted, indent=2) + "\n")
+    return _install(world)
+
+
+def _install(world: Path) -> dict[str, Path]:
+    """Record the world's backbones as the installed pair (``synth_tiny`` finds them from now on,
+    in any process, without a variable) and activate them in this one."""
+    from cirbench.backbones.folders import record_installed
+
+    record_installed(world, backbone_dirs(world))
     return activate(world)
 
 

@@ -123,8 +123,10 @@ class BatchPlan:
                 f"batch_size {self.batch_size} must divide evenly into grad_accum ({self.grad_accum}) "
                 f"x GPUs ({self.world_size}) micro-batches"
             )
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"{self.n_triplets} triplets are fewer than one batch of {self.batch_size}")
+        if self.steps_per_epoch == 0:  # a DataError: one line for the user, not a traceback
+            raise DataError("train.batch_size", str(self.batch_size),
+                            f"the data holds {self.n_triplets} triplets, fewer than one batch: lower it "
+                            "(--set train.batch_size=N) or train on more data")
 
     @property
     def steps_per_epoch(self) -> int:

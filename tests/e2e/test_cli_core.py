@@ -213,6 +213,42 @@ def test_compare_gives_a_paired_test_and_refuses_other_queries(cli, tmp_path):
     assert "different categories" in cli("compare", "a", "c", code=1)
 
 
+def test_eval_all_fails_when_a_row_is_an_error_and_compare_picks_models_out_of_its_folder(cli, tmp_path):
+    (tmp_path / "data" / "fake_fashioniq" / "captions").mkdir(parents=True)
+    broken = tmp_path / "runs" / "broken" / "final"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text(json.dumps({"model": "no_such_model", "variant": "tiny"}))
+    output = cli("eval", "--all", "--data-root", "data", "--runs", "runs", "--zero-shot", "fake_cir,fake_cir:maxsim",
+                 "--out", "all", code=1)
+    assert "error row: no_such_model:tiny (broken) on fake_fashioniq" in output
+    assert "error: 1 of 3 evaluations failed" in output and "Traceback" not in output
+    from cirbench.results import read_records
+
+    assert {r["label"] for r in read_records([tmp_path / "all"])} == {"fake_cir:test_tiny (zero-shot)",
+                                                                       "fake_cir:maxsim (zero-shot)"}
+    ambiguous = cli("compare", "all", "all", code=1)
+    assert "2 evaluations match" in ambiguous and "'fake_cir:maxsim (zero-shot)' on fake_fashioniq/val" in ambiguous
+    by_label_and_spec = json.loads(cli("compare", "all", "all", "--model-a", "fake_cir:maxsim (zero-shot)",
+                                       "--model-b", "fake_cir", "--k", "10", "--json"))
+    fake_eval(cli, out="alone")
+    fake_eval(cli, "--model", "fake_cir:maxsim", out="maxsim")
+    assert by_label_and_spec == json.loads(cli("compare", "maxsim", "alone", "--k", "10", "--json"))
+    assert "no evaluation matches --model-a 'sprc'" in cli("compare", "all", "all", "--model-a", "sprc", "--model-b",
+                                                             "fake_cir", code=1)
+    assert "no evaluation matches --model-a 'fake_cir' and --dataset 'fashioniq'" in cli(
+        "compare", "all", "all", "--model-a", "fake_cir", "--model-b", "fake_cir", "--dataset", "fashioniq", code=1)
+
+
+def test_compare_picks_models_out_of_the_committed_demo_results_by_label(cli):
+    demo = str(Path(__file__).resolve().parents[2] / "results" / "demo")
+    test = json.loads(cli("compare", demo, demo, "--model-a", "CLIP4CIR", "--model-b", "CLIP image + text (zero-shot)",
+                          "--dataset", "fashioniq", "--k", "10", "--json"))
+    assert test["n_queries"] == 600 and test["recall_a"] != test["recall_b"]
+    several = cli("compare", demo, demo, "--model-a", "fashionblip2:synth_tiny", "--model-b", "CLIP4CIR", code=1)
+    assert "14 evaluations match --model-a 'fashionblip2:synth_tiny'" in several
+    assert "'FashionBLIP-2 (FACap -> FIQ)' on fashioniq/val" in several and "CLIP4CIR" not in several.split(": ", 3)[-1]
+
+
 def test_bench_eval_prints_ratio_and_peak_memory_as_json(cli, monkeypatch):
     monkeypatch.setattr(bench_scoring, "FASHIONIQ_VAL_SHAPES", {"dress": (20, 38), "shirt": (20, 63), "toptee": (19, 53)})
     report = json.loads(cli("bench", "eval", "--json", "--repeats", "1", "--chunk-size", "8"))

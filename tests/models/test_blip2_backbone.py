@@ -212,6 +212,7 @@ def test_pretrain_writes_a_backbone_that_synth_tiny_models_load(tmp_path, monkey
 
 def test_synth_tiny_without_a_backbone_names_the_command(monkeypatch, tmp_path):
     monkeypatch.delenv(SYNTH_BACKBONE_ENV, raising=False)
+    monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))  # nothing installed
     with pytest.raises(FileNotFoundError, match=SYNTH_BACKBONE_COMMAND.split()[1]):
         build_model("fashionblip2:synth_tiny")
     with pytest.raises(FileNotFoundError, match="not a tiny BLIP-2 backbone"):
@@ -239,3 +240,13 @@ def test_ln_vision_has_laviss_eps_in_every_backbone_and_after_save_and_load(tmp_
         expected = torch.nn.functional.layer_norm(hidden, (128,), tiny.blip.vision_model.post_layernorm.weight,
                                                   tiny.blip.vision_model.post_layernorm.bias, eps=1e-5)
         assert torch.allclose(tiny.encode_image(images), expected, atol=1e-6)
+
+
+def test_hub_weights_not_on_this_machine_fail_at_once_naming_what_to_download(tmp_path):
+    """local_files_only: no request is made (without it a miss is retried over the network for a minute)."""
+    with pytest.raises(FileNotFoundError, match=r"the BLIP-2 backbone cirbench/never-downloaded is not on this "
+                                                r"machine .*`hf download cirbench/never-downloaded`"):
+        load_blip2_backbone("cirbench/never-downloaded")
+    with pytest.raises(OSError) as folder_error:  # a local folder's own error is left as it is
+        load_blip2_backbone(tmp_path)
+    assert not isinstance(folder_error.value, FileNotFoundError) or "hf download" not in str(folder_error.value)

@@ -52,9 +52,11 @@ def test_real_variants_name_real_open_clip_weights(module):
     assert registered == {*module.REAL_VARIANTS, "test_tiny", "synth_tiny"}
 
 
-def test_a_real_variant_goes_through_open_clips_download_path():
-    # Offline here: open_clip's real loader is reached and reports the missing weights.
-    with pytest.raises(RuntimeError, match="'ViT-B-32' with pretrained='openai'.*downloaded beforehand"):
+def test_a_real_variant_without_its_weights_on_this_machine_fails_at_once(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with pytest.raises(FileNotFoundError, match="ViT-B-32/openai: timm/vit_base_patch32_clip_224.openai is not on this machine.*`hf download"):
         build_model("clip_sum:vit_b32_openai")
 
 
@@ -79,10 +81,41 @@ def test_clip4cir_preprocessing_is_targetpad_and_zero_shot_is_open_clips():
 
 def test_synth_tiny_needs_a_pretrained_backbone_and_names_the_command(tmp_path, monkeypatch):
     monkeypatch.delenv(SYNTH_CLIP_ENV, raising=False)
+    monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))  # nothing installed
     with pytest.raises(FileNotFoundError, match=SYNTH_BACKBONE_COMMAND.split(" WORLD")[0]):
         build_model("clip4cir:synth_tiny")
     with pytest.raises(FileNotFoundError, match="not a pre-trained CLIP folder"):
         build_model("clip4cir:synth_tiny", backbone_dir=str(tmp_path))
+
+
+def test_published_weights_load_from_the_local_hub_cache_and_missing_ones_fail_at_once(tmp_path, monkeypatch):
+    """A real name + tag is looked up in the hub cache and loaded as a file (nothing fetched, no
+    request at all); weights not there are one error naming the repository to download."""
+    import huggingface_hub.constants
+    import open_clip
+    from safetensors.torch import save_file
+
+    from cirbench.backbones.clip import TINY_CLIP, load_clip, tiny_clip
+
+    source = tiny_clip(seed=3)
+    snapshot = tmp_path / "hub" / "models--cirbench--tiny-test" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in source.clip.state_dict().items()}, str(snapshot / "open_clip_model.safetensors"))
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tags = {"cached": {"hf_hub": "cirbench/tiny-test/", "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)},
+            "absent": {"hf_hub": "cirbench/absent/"}}
+    real_cfg = open_clip.get_pretrained_cfg
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda name, tag: tags.get(tag) or real_cfg(name, tag))
+    monkeypatch.setattr("open_clip.pretrained.download_pretrained",
+                        lambda *a, **k: pytest.fail("open_clip was asked to download"))
+    loaded = load_clip(TINY_CLIP, "cached")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.clip.state_dict().values(), source.clip.state_dict().values()))
+    assert tuple(loaded.preprocess_cfg["mean"]) == (0.5, 0.5, 0.5)  # the tag's preprocessing, as by its tag
+    with pytest.raises(FileNotFoundError, match=r"cirbench downloads nothing: download the Hugging Face repository "
+                                                r"cirbench/absent once .*`hf download cirbench/absent`"):
+        load_clip(TINY_CLIP, "absent")
 
 
 def test_pretraining_lowers_the_contrastive_loss_and_feeds_synth_tiny(tmp_path, monkeypatch):

@@ -28,6 +28,25 @@ def test_cuda_without_a_gpu_and_bad_names_are_one_clear_error():
         resolve_device("gpu0")
 
 
+@pytest.mark.parametrize("name, problem", [
+    ("tpu", "not a device name"), ("meta", "cirbench runs on auto, cpu, cuda"), ("xla", "not a device name|cirbench runs on"),
+    ("cuda:9", "CUDA is not available|this machine has"),
+])
+def test_devices_this_machine_or_cirbench_lacks_are_refused(name, problem):
+    with pytest.raises(DataError, match=problem):
+        resolve_device(name)
+
+
+@pytest.mark.skipif(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+                    reason="checks the refusal off a Mac")
+def test_mps_off_a_mac_is_refused(monkeypatch):
+    with pytest.raises(DataError, match="MPS is not available on this machine"):
+        resolve_device("mps")
+    monkeypatch.setenv(DEVICE_ENV, "mps")  # the environment goes through the same check
+    with pytest.raises(DataError, match="MPS is not available"):
+        resolve_device("auto")
+
+
 def test_precision_auto_is_bf16_on_cuda_and_fp32_on_cpu():
     assert resolve_precision("auto", "cuda:1") == "bf16" and resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"

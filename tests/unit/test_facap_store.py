@@ -38,3 +38,10 @@ def test_arrays_round_trip_through_an_atomic_write(tmp_path):
     save_array(tmp_path / "a.npy", np.eye(3, dtype=np.float32))
     np.testing.assert_array_equal(load_array(tmp_path / "a.npy"), np.eye(3))
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def test_bytes_that_are_not_utf8_in_a_store_name_file_and_line(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"key": "a"}\n{"key": "b\xff"}\n')
+    with pytest.raises(DataError, match=r"s.jsonl: line 2: not UTF-8 text"):
+        JsonlStore(path).load()

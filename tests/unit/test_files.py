@@ -50,3 +50,27 @@ def test_data_url_inlines_the_bytes():
     url = data_url(b"\x89PNG\r\n", "image/png")
     assert url.startswith("data:image/png;base64,")
     assert base64.b64decode(url.split(",", 1)[1]) == b"\x89PNG\r\n"
+
+
+def test_an_output_folder_that_could_not_be_written_is_refused_before_any_work(tmp_path):
+    from cirbench.data.schema import DataError
+    from cirbench.files import check_writable_folder
+
+    assert check_writable_folder(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert not (tmp_path / "new").exists()  # nothing created
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match=r"file: --out: is a file, not a folder"):
+        check_writable_folder(tmp_path / "file")
+    with pytest.raises(DataError, match=r"lies under .*file, which is a file"):
+        check_writable_folder(tmp_path / "file" / "run", "--out")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_output_folder_without_write_permission_is_refused(tmp_path):
+    from cirbench.data.schema import DataError
+    from cirbench.files import check_writable_folder
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(DataError, match="is not writable by this user"):
+        check_writable_folder(locked / "run")

@@ -128,6 +128,39 @@ def test_bad_result_lines_name_the_file_and_line(tmp_path, line, problem):
     assert error.value.file == str(path) and error.value.entry == "line 5"
 
 
+@pytest.mark.parametrize("name", ["results.jsonl", "ranks.jsonl"])
+def test_a_torn_last_line_is_left_out_then_cut_off_by_the_next_write(tmp_path, name, caplog):
+    saved_run(tmp_path, make_result(categories=("dress",)), run_id="r1")
+    path = tmp_path / name
+    read = read_records if name == "results.jsonl" else read_ranks
+    whole, n_rows = path.read_bytes(), len(read([tmp_path]))
+    with open(path, "ab") as handle:  # what a kill in the middle of an append leaves
+        handle.write(b'{"run_id": "r2", "model": "clip_s')
+    assert len(read([tmp_path])) == n_rows
+    assert f"{name}: line {n_rows + 1} is torn" in caplog.text
+    saved_run(tmp_path, make_result(categories=("dress",), seed=1), run_id="r3")
+    assert path.read_bytes().startswith(whole) and b'"r2"' not in path.read_bytes()
+    assert [r["run_id"] for r in read([tmp_path])] == ["r1"] * n_rows + ["r3"] * n_rows
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
+    saved_run(tmp_path, make_result(categories=("dress",)), run_id="r1")
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # a hand-edited file
+    assert len(read_records([tmp_path])) == 4
+    saved_run(tmp_path, make_result(categories=("dress",), seed=1), run_id="r2")
+    assert [r["run_id"] for r in read_records([tmp_path])] == ["r1"] * 4 + ["r2"] * 4
+
+
+def test_result_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path):
+    saved_run(tmp_path, make_result(categories=("dress",)))
+    path = tmp_path / "results.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [lines[2].replace(b"dress", b"dr\xffss")] + lines[3:]))
+    with pytest.raises(DataError, match=r"results.jsonl: line 3: not UTF-8 text"):
+        read_records([tmp_path])
+
+
 def test_a_path_with_no_results_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no such file or folder"):
         read_records([tmp_path / "nothing-here"])

@@ -263,9 +263,20 @@ def test_non_finite_embeddings_are_refused(tmp_path):
 def test_an_unreadable_image_names_its_file(tmp_path, num_workers):
     split = make_split(tmp_path)
     split.image_paths[split.gallery[3]].write_bytes(b"broken")
-    with pytest.raises(DataError, match="cannot read the image") as error:
+    with pytest.raises(DataError, match="cannot be read as an image") as error:
         evaluate(FakeCIRModel(), [split], FASHIONIQ_V1, num_workers=num_workers, progress=False)
     assert error.value.file == str(split.image_paths[split.gallery[3]])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_an_oversized_image_names_its_file_before_decoding(tmp_path, num_workers):
+    from bad_inputs import png_header_only
+
+    split = make_split(tmp_path)
+    png_header_only(split.image_paths[split.gallery[2]], 12_000, 12_000)
+    with pytest.raises(DataError, match="too large to decode safely") as error:
+        evaluate(FakeCIRModel(), [split], FASHIONIQ_V1, num_workers=num_workers, progress=False)
+    assert error.value.file == str(split.image_paths[split.gallery[2]])
 
 
 def test_worker_processes_give_the_same_ranks(tmp_path):

@@ -89,6 +89,7 @@ def test_cli_probes_both_backbones_and_names_the_missing_ones(world, monkeypatch
 
     for name in (SYNTH_BACKBONE_ENV, SYNTH_CLIP_ENV):  # ensure_backbones sets them; restored after the test
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))  # its record of installed backbones too
     missing = runner.invoke(app, ["synth-probe", "--world", str(world)])
     assert missing.exit_code == 1 and "cirbench synth-backbones" in missing.output
     from cirbench.synth.tiny_backbones import BackboneRecipe, ensure_backbones

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from cirbench.backbones.folders import offline_hub
 from cirbench.compat import chat_template_processor_kwargs, dtype_kwargs
 from cirbench.data.images import open_rgb
 from cirbench.facap.backends import (
@@ -95,8 +96,10 @@ def build_captioner(options: BackendOptions) -> TransformersCaptioner:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model_id = _require_model(options, "--captioner-model")
-    processor = AutoProcessor.from_pretrained(model_id, padding_side="left")
-    model = AutoModelForImageTextToText.from_pretrained(model_id, **dtype_kwargs("auto")).to(options.device).eval()
+    with offline_hub(model_id, "the captioner model") as local_only:
+        processor = AutoProcessor.from_pretrained(model_id, padding_side="left", **local_only)
+        model = AutoModelForImageTextToText.from_pretrained(model_id, **dtype_kwargs("auto"), **local_only)
+    model = model.to(options.device).eval()
     return TransformersCaptioner(options, processor, model)
 
 
@@ -104,6 +107,8 @@ def build_modifier(options: BackendOptions) -> TransformersModifier:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_id = _require_model(options, "--modifier-model")
-    tokenizer = AutoTokenizer.from_pretrained(model_id, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_id, **dtype_kwargs("auto")).to(options.device).eval()
+    with offline_hub(model_id, "the modifier model") as local_only:
+        tokenizer = AutoTokenizer.from_pretrained(model_id, padding_side="left", **local_only)
+        model = AutoModelForCausalLM.from_pretrained(model_id, **dtype_kwargs("auto"), **local_only)
+    model = model.to(options.device).eval()
     return TransformersModifier(options, tokenizer, model)
