@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 
 class _RecipeLoader(yaml.SafeLoader):

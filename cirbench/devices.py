@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 AUTO = "auto"
 DEVICE_ENV = "CIRBENCH_DEVICE"

@@ -93,7 +93,7 @@ def check_writable_folder(folder: str | Path, option: str = "--out") -> Path:
     """Refuse, before any work starts, an output folder that could not be written at the end: a path
     that is a file (or lies under one), or a folder (or its nearest existing parent) without write
     permission. Nothing is created here."""
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
 
     folder = Path(folder)
     existing = folder
@@ -153,7 +153,7 @@ def repair_torn_line(path: str | Path, is_whole: Callable[[bytes], bool] = lambd
 
 def decode_utf8(path: str | Path, data: bytes) -> str:
     """``data`` (the bytes of ``path``) as text; bytes that are not UTF-8 are one DataError naming the line."""
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
 
     try:
         return data.decode("utf-8")

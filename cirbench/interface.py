@@ -113,7 +113,7 @@ def check_training(model: Any, stage: str | None = None, tasks: Sequence[str] | 
 
     Raises ``DataError(source, "train.stage" | "train.tasks", problem)``.
     """
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
 
     spec = model.meta.spec
     where = source if source is not None else spec

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from cirbench import files
 from cirbench.config import read_section
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 if TYPE_CHECKING:
     from torch import nn

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import cirbench
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.files import append_durably, decode_utf8, repair_torn_line, split_torn_line
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def pick_query_ranks(run: str | Path, model: str | None = None, dataset: str | N
 def _names_model(row: dict[str, Any], wanted: str) -> bool:
     if wanted in (row.get("label"), row["model"]):
         return True
-    from cirbench.interface import resolve_spec
+    from cirbench.baselines.zoo import resolve_spec
     from cirbench.registry import RegistryError
 
     try:

@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional
 
 import typer
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.devices import DEVICE_HELP, PRECISION_HELP
 from cirbench.files import check_writable_folder
 

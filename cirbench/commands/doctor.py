@@ -57,7 +57,7 @@ def doctor(
     with user_errors():
         unknown = [s for s in chosen if s not in STEPS]
         if unknown:
-            from cirbench.data.schema import DataError
+            from cirbench.errors import DataError
 
             raise DataError("--steps", unknown[0], f"unknown step; steps: {', '.join(STEPS)}")
         summary = run_doctor(DoctorPlan(out=out, device="cuda", size="full", fashioniq=fashioniq, category=category),

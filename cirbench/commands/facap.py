@@ -162,7 +162,7 @@ def _backends(config, embedder=None) -> tuple:
 def _run_backend_errors(run):
     """Set-up problems (no model given, no server URL) are usage errors; bad data and weights that
     are not on this machine are one line (user_errors), naming the file or what to download."""
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
 
     try:
         return run()

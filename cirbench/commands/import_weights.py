@@ -72,7 +72,7 @@ def _options(pairs: list[str]) -> dict:
     """``KEY=VALUE`` strings -> {key: YAML-parsed value}."""
     import yaml
 
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
 
     options = {}
     for pair in pairs:

@@ -168,7 +168,7 @@ def synth_probe(
     from rich.table import Table
 
     from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
     from cirbench.synth.tiny_backbones import backbone_dirs
     from cirbench.synth.probe import backbone_scorer, probe_attributes
 

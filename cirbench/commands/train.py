@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 import typer
 
 from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.devices import DEVICE_HELP
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from cirbench.data.images import check_image_id, index_image_folder
-from cirbench.data.schema import CIRQuery, DataError, EvalSplit, TrainTriplet
+from cirbench.errors import DataError
+from cirbench.data.schema import CIRQuery, EvalSplit, TrainTriplet
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 from cirbench import __version__
 from cirbench.data.fashioniq import DEFAULT_CATEGORIES, caption_path, read_category, split_path
 from cirbench.data.images import check_image_id, index_image_folder
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.files import write_atomic, write_json_atomic
 from cirbench.http_client import HTTPFailure, HttpClient, RetryPolicy, redact_url
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -20,7 +20,7 @@ import numpy as np
 
 from cirbench.data.fashioniq import find_categories, read_category
 from cirbench.data.images import check_image_id, index_image_folder
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.files import write_atomic
 
 ANNOTATION_FOLDERS = ("captions", "image_splits")

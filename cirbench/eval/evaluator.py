@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from cirbench.data.schema import DataError, EvalSplit
+from cirbench.errors import DataError
+from cirbench.data.schema import EvalSplit
 from cirbench.eval.protocols import EvalProtocol
 from cirbench.eval.retrieval import FeatureCache, GalleryScores, gallery_key, rank_targets
 from cirbench.progress import progress_bar

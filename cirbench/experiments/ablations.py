@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.experiments.plan import FULL, FULL_STEPS, Question, Training, fraction_training
 from cirbench.experiments.runner import BENCHMARKS, Log, run_trainings
 from cirbench.report.findings import PAPER_QUESTIONS

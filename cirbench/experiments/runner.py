@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.experiments.evaluate_all import BenchmarkEntry, ModelEntry, evaluate_all
 from cirbench.experiments.plan import Training
 

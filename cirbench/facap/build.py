@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import cirbench
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.backends import BackendOptions, Captioner, Modifier, make_annotators
 from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import write_facap_release

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cirbench
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.backends import BackendOptions, Captioner, Modifier, make_annotators
 from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import json_bytes, write_files

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.backends import CaptionRequest, Captioner, Failure, ModificationRequest, Modifier, Result
 from cirbench.facap.embedding import Embedder
 from cirbench.facap.pairing import TOP_K, group_indices, pair_group

@@ -23,7 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.attribute_phrases import DIMENSIONS, canonical_value, find_mentions
 from cirbench.files import data_url
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from cirbench.data.images import check_image_id, confined_path
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.files import append_durably, decode_utf8, repair_torn_line, write_atomic
 
 

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 SOURCES = ("lavis-blip2", "sprc", "clip4cir")
 IMPORT_RECORD = "import.json"

@@ -28,7 +28,7 @@ from cirbench.backbones.blip2 import BLIP2_HUB_NAME, Blip2Backbone
 from cirbench.backbones.blip2_configs import vitg_blip2_config
 from cirbench.backbones.blip2_tokenizers import LAVIS_BOS_TOKEN, tokenizer_from_vocab_file
 from cirbench.baselines.blip2_cir import Blip2CIRModel
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.model_folder import read_options
 from cirbench.importers import keymaps
 from cirbench.importers.mapping import MappedState, map_state

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.importers import keymaps
 from cirbench.importers.mapping import MappedState, map_state
 from cirbench.importers.reading import UpstreamState, read_state_dict

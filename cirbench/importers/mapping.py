@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import torch
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.importers.keymaps import CLIP_FP16_ROUNDED, Dropped, KeyRule
 from cirbench.importers.reading import UpstreamState
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.importers.keymaps import STATE_DICT_WRAPPERS
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from cirbench.data.images import open_rgb
-from cirbench.data.schema import CIRQuery, DataError, EvalSplit
+from cirbench.errors import DataError
+from cirbench.data.schema import CIRQuery, EvalSplit
 from cirbench.eval.evaluator import eval_mode
 from cirbench.eval.protocols import EvalProtocol
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.files import data_url, write_atomic
 from cirbench.report.table_formats import esc, to_html
 from cirbench.results import read_results_folder

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.report.table_model import LABEL, SOURCE, Cell, Column, Row, Table
 from cirbench.report.tables import BenchmarkTable, reported_file
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.files import write_json_atomic
 
 if TYPE_CHECKING:

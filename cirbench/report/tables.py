@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.eval.metrics import category_mean
 from cirbench.report.table_model import (
     CONTEXT, COUNT, FLAGS, LABEL, SETTING, SOURCE, Cell, Column, Row, Table,

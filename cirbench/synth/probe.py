@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cirbench.data.fashioniq import read_split_file, split_path
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.synth.attributes import ATTRIBUTES, Garment
 from cirbench.synth.text import detailed_caption
 from cirbench.synth.world import (

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cirbench import files
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.model_folder import load_model_weights
 
 TRAINER_STATE = "trainer_state.safetensors"

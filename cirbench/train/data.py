@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from cirbench.data.images import open_rgb
-from cirbench.data.schema import DataError, TrainTriplet
+from cirbench.errors import DataError
+from cirbench.data.schema import TrainTriplet
 from cirbench.eval.protocols import randomised_training_text
 from cirbench.interface import CIRBatch
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from cirbench.config import changed_keys, config_hash
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.interface import check_training
 from cirbench.progress import progress_bar
 from cirbench import distributed

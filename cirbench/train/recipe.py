@@ -188,7 +188,7 @@ def read_recipe(config: dict[str, Any], source: str | Path, model: str | None = 
     Raises ``DataError`` (one line: file, dotted key, problem) or ``RegistryError`` (an unknown
     model or variant, with close matches).
     """
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
     from cirbench.baselines.zoo import model_options_class, resolve_spec
     from cirbench.interface import ModelSpec
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.train.recipe import DataSection, Recipe, read_recipe
 
 

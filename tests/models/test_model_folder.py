@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.baselines.zoo import build_model
 from cirbench.model_folder import folder_config_hash, folder_spec, read_model_folder, stamp_config_hash
 

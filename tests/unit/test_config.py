@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cirbench.config import apply_overrides, config_hash, deep_merge, load_recipe, parse_override
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 
 def write(path, text):

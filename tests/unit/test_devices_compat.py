@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cirbench import compat
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.devices import DEVICE_ENV, resolve_device, resolve_precision
 
 

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from facap_fixtures import write_image
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.backends import BackendOptions, CaptionRequest, ModificationRequest, build_captioner, build_modifier
 from cirbench.facap.pipeline import annotate_stage
 from cirbench.facap.store import JsonlStore

@@ -7,7 +7,7 @@ import json
 import pytest
 from facap_fixtures import write_deepfashion_mm, write_fashion200k, write_folder
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.sources import limit_records, read_deepfashion_mm, read_fashion200k, read_folder
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from facap_fixtures import write_image
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.quality import (
     Faithfulness, QualityItem, auto_faithfulness, load_items, read_ground_truth, stratified_sample,
     summarise_ratings, target_claims, write_sheet,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.store import JsonlStore, load_array, save_array
 
 

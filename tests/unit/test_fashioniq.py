@@ -17,7 +17,7 @@ from cirbench.data.fashioniq import (
     read_fashioniq_train,
 )
 from cirbench.data.benchmarks import DATASETS
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 REAL_FASHIONIQ = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashioniq"
 

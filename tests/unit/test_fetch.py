@@ -23,7 +23,7 @@ from cirbench.data.fetch import (
     fetch_fashioniq,
     read_url_list,
 )
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.data.standins import encode_png, standin_pixels
 
 FAST = FetchSettings(workers=4, timeout=2.0, retries=2, backoff=0.01)

@@ -53,7 +53,7 @@ def test_data_url_inlines_the_bytes():
 
 
 def test_an_output_folder_that_could_not_be_written_is_refused_before_any_work(tmp_path):
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
     from cirbench.files import check_writable_folder
 
     assert check_writable_folder(tmp_path / "new" / "run") == tmp_path / "new" / "run"
@@ -67,7 +67,7 @@ def test_an_output_folder_that_could_not_be_written_is_refused_before_any_work(t
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_an_output_folder_without_write_permission_is_refused(tmp_path):
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
     from cirbench.files import check_writable_folder
 
     locked = tmp_path / "locked"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cirbench.data import images
 from cirbench.data.images import check_image_id, check_relative_path, index_image_folder, open_rgb
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 
 @pytest.mark.parametrize("image_id", ["B00ABC123", "WOMEN-Dresses-id_00000002-02_1_front", "a.b"])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.importers.keymaps import BLIP2_BACKBONE, CLIP_FP16_ROUNDED, Dropped, KeyRule
 from cirbench.importers.mapping import map_state
 from cirbench.importers.reading import UpstreamState, read_state_dict

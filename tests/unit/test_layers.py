@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # (layer, module-name prefixes); a module belongs to the layer of its longest matching prefix
 LAYERS = [
-    ("base", ["cirbench", "cirbench.registry", "cirbench.data.schema", "cirbench.files", "cirbench.progress",
+    ("base", ["cirbench", "cirbench.registry", "cirbench.errors", "cirbench.files", "cirbench.progress",
               "cirbench.http_client", "cirbench.compat", "cirbench.devices", "cirbench.config"]),
     ("data & contracts", ["cirbench.data", "cirbench.scorers", "cirbench.interface", "cirbench.losses",
                           "cirbench.distributed", "cirbench.model_folder", "cirbench.baselines.options"]),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from report_fixtures import CATEGORIES, eval_result
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.eval.protocols import FASHIONIQ_V1
 from cirbench.report.paper_tables import (
     DATA_SIZE,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cirbench.config import apply_overrides, load_recipe
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.registry import RegistryError
 from cirbench.train.recipe import read_recipe
 

@@ -20,7 +20,7 @@ from PIL import Image
 from report_fixtures import CATEGORIES, eval_result, hit_ranks, write_result_run
 
 import cirbench
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.experiments.plan import FULL
 from cirbench.report.html import write_html_report
 from cirbench.report.paper_tables import MeasuredRow

@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.eval.evaluator import EvalResult, SplitRanks
 from cirbench.eval.metrics import recall_at_k, recall_with_ci, summarize
 from cirbench.eval.protocols import FASHIONIQ_V1, PROTOCOLS

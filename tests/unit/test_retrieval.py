@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from cirbench.data.schema import CIRQuery, DataError
+from cirbench.errors import DataError
+from cirbench.data.schema import CIRQuery
 from cirbench.eval import retrieval
 from cirbench.eval.evaluator import evaluate
 from cirbench.eval.protocols import FASHIONIQ_V1

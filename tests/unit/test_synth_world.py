@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.synth import text
 from cirbench.synth.attributes import ATTRIBUTES, CATEGORIES, Garment, valid_values
 from cirbench.synth.mentions import Mention, mention_holds, parse_mentions

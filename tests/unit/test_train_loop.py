@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cirbench.data.schema import DataError, TrainTriplet
+from cirbench.errors import DataError
+from cirbench.data.schema import TrainTriplet
 from cirbench.train.checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from cirbench.train.data import BatchPlan, TripletDataset, collate, epoch_order, step_loader
 from cirbench.losses import duplicate_target_mask, in_batch_contrastive, scaled_cosine

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.backends import (
     BackendOptions, CaptionRequest, Failure, ModificationRequest, Result, caption_prompt, modification_prompt, stage_prompt,
 )
