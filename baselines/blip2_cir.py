@@ -1,20 +1,14 @@
-"""What FashionBLIP-2 and SPRC share: a BLIP-2 backbone, the CIR interface, checkpoints, building.
+"""What FashionBLIP-2 and SPRC share: a BLIP-2 backbone, the CIR interface, model folders, building.
 
-A checkpoint folder (``save_pretrained``) is self-contained:
-
-    config.json            {"format", "model", "variant", "options"}: how to rebuild the model
-    model.safetensors      every weight of the model, backbone included
-    backbone/              the backbone's Blip2Config and tokenizer (no weights)
-
-``build_blip2_model`` rebuilds the structure from it and loads the weights: no hub access, no
-pickle.
+Their model folders are the zoo's one format (``cirbench.model_folder``) with ``backbone/`` (the
+backbone's Blip2Config and tokenizer, no weights) as the structure file: ``build_blip2_model``
+rebuilds the structure from it and loads the weights, with no hub access and no pickle.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +16,6 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cirbench.backbones.blip2 import (
@@ -30,19 +23,26 @@ from cirbench.backbones.blip2 import (
     Blip2Backbone,
     blip2_backbone_skeleton,
     load_blip2_backbone,
-    preprocess_image,
     resolve_synth_backbone_dir,
     tiny_blip2_backbone,
 )
-from cirbench.interface import ModelMeta
-from cirbench.scorers import get_scorer
-from cirbench.train.losses import Scores, in_batch_contrastive
+from cirbench.backbones.blip2_processing import preprocess_image
+from cirbench.interface import ModelMeta, check_training
+from cirbench.model_folder import (
+    keep_state_hash,
+    load_model_weights,
+    read_model_folder,
+    read_options,
+    state_dict_sha256,
+    write_model_folder,
+)
+from cirbench.scorers import ScorerSimilarity
+from cirbench.losses import Scores, in_batch_contrastive
 
-CHECKPOINT_FORMAT = "cirbench-model/1"
 BLIP2_VARIANTS = ("vitg", "test_tiny", "synth_tiny")
 
 
-class Blip2CIRModel(nn.Module):
+class Blip2CIRModel(ScorerSimilarity, nn.Module):
     """Base of the BLIP-2 CIR models. Subclasses define the encoders, losses and trainable parts."""
 
     name: ClassVar[str]
@@ -56,7 +56,6 @@ class Blip2CIRModel(nn.Module):
         self.backbone = backbone
         self.options = options
         self.variant = variant
-        self._hash_cache: tuple[tuple, str] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -99,9 +98,6 @@ class Blip2CIRModel(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.backbone.tokenize(texts, self.options.max_text_len)
 
-    def similarity(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return get_scorer(self.meta.scorer)(q, c)
-
     def contrastive(
         self,
         queries: torch.Tensor,
@@ -114,18 +110,12 @@ class Blip2CIRModel(nn.Module):
         scale = logit_scale.clamp(max=math.log(100)).exp()
         return in_batch_contrastive(queries, targets, lambda q, t: scores(q, t) * scale, ids)
 
-    def check_tasks(self, tasks: Sequence[str]) -> None:
-        unknown = [task for task in tasks if task not in self.tasks]
-        if unknown or not tasks:
-            raise ValueError(f"{self.name}: unknown training tasks {unknown or list(tasks)}; known: {list(self.tasks)}")
-
     def trainable_parts(self, stage: str) -> list[nn.Module | nn.Parameter]:
         """The modules and parameters that a training ``stage`` updates; everything else is frozen."""
         raise NotImplementedError
 
     def set_trainable(self, stage: str) -> None:
-        if stage not in self.stages:
-            raise ValueError(f"{self.name}: unknown stage {stage!r}; stages: {list(self.stages)}")
+        check_training(self, stage=stage)
         self.requires_grad_(False)
         for part in self.trainable_parts(stage):
             part.requires_grad_(True)
@@ -135,44 +125,29 @@ class Blip2CIRModel(nn.Module):
 
         Non-reentrant: the frozen ViT's inputs need no grad for the adapters inside it to get theirs.
         """
+        from cirbench.compat import disable_activation_checkpointing, enable_activation_checkpointing
+
         if enable:
-            self.backbone.blip.activation_checkpointing_enable({"use_reentrant": False})
+            enable_activation_checkpointing(self.backbone.blip, {"use_reentrant": False})
         else:
-            self.backbone.blip.activation_checkpointing_disable()
+            disable_activation_checkpointing(self.backbone.blip)
+
+    def hold_in_bf16(self) -> None:
+        """For a model built only to be evaluated at bf16: the ViT's weights in bf16 (frozen in every
+        stage; BLIP-2 itself runs it in half precision), the Q-Former left fp32 under autocast, as
+        transformers keeps it. Irreversible. The checkpoint hash stays that of the weights as
+        loaded: results name the checkpoint, not the cast."""
+        identity = self.checkpoint_hash()
+        self.backbone.blip.vision_model.to(torch.bfloat16)
+        keep_state_hash(self, identity)
 
     def checkpoint_hash(self) -> str:
-        """sha256 over the state dict (names, dtypes, shapes, bytes); recomputed only after weights change."""
-        state = self.state_dict()
-        # Every in-place update (optimizer step, load_state_dict) bumps a tensor's version counter.
-        fingerprint = tuple((name, tensor.data_ptr(), tensor._version) for name, tensor in state.items())
-        if self._hash_cache is None or self._hash_cache[0] != fingerprint:
-            self._hash_cache = (fingerprint, _sha256_of_state(state))
-        return self._hash_cache[1]
+        return state_dict_sha256(self)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.name,
-            "variant": self.variant,
-            "options": dataclasses.asdict(self.options),
-            "trained_on": list(self.meta.trained_on),
-        }
-        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        save_file(
-            {name: t.detach().contiguous() for name, t in self.state_dict().items()}, directory / "model.safetensors"
-        )
-        self.backbone.save_pretrained(directory / "backbone", weights=False)
-
-
-def _sha256_of_state(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+        """A model folder (``cirbench.model_folder``) with ``backbone/`` as its structure file."""
+        write_model_folder(self, directory, self.options)
+        self.backbone.save_pretrained(Path(directory) / "backbone", weights=False)
 
 
 def initial_backbone(variant: str, backbone_dir: str | None, seed: int) -> Blip2Backbone:
@@ -186,26 +161,6 @@ def initial_backbone(variant: str, backbone_dir: str | None, seed: int) -> Blip2
     raise ValueError(f"unknown BLIP-2 variant {variant!r}; variants: {', '.join(BLIP2_VARIANTS)}")
 
 
-def make_options(options_cls: type, values: dict[str, Any]) -> Any:
-    known = {f.name for f in dataclasses.fields(options_cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for {options_cls.__name__}; known: {sorted(known)}")
-    return options_cls(**values)
-
-
-def read_checkpoint_config(checkpoint: Path, name: str, variant: str) -> dict[str, Any]:
-    path = checkpoint / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; a checkpoint folder is written by save_pretrained")
-    config = json.loads(path.read_text())
-    if config.get("format") != CHECKPOINT_FORMAT or config.get("model") != name:
-        raise ValueError(f"{path}: a {config.get('model')!r} checkpoint ({config.get('format')}), not {name!r}")
-    if config.get("variant") != variant:
-        raise ValueError(f"{path}: holds variant {config.get('variant')!r}, asked for {name}:{variant}")
-    return config
-
-
 def build_blip2_model(
     model_cls: type[Blip2CIRModel], variant: str, checkpoint: str | None, overrides: dict
 ) -> Blip2CIRModel:
@@ -214,16 +169,16 @@ def build_blip2_model(
     New heads are drawn from ``options.seed``, so the same build gives the same weights.
     """
     if checkpoint is None:
-        options = make_options(model_cls.Options, overrides)
+        options = read_options(model_cls.Options, overrides)
         backbone = initial_backbone(variant, options.backbone_dir, options.seed)
     else:
-        saved = read_checkpoint_config(Path(checkpoint), model_cls.name, variant)
-        options = make_options(model_cls.Options, {**saved["options"], **overrides})
+        saved = read_model_folder(checkpoint, model_cls.name, variant)
+        options = read_options(model_cls.Options, overrides, saved, checkpoint)
         backbone = blip2_backbone_skeleton(Path(checkpoint) / "backbone")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
         model = model_cls(backbone, options, variant)
     if checkpoint is not None:
-        model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors", device=str(model.device)))
-        model.meta = dataclasses.replace(model.meta, trained_on=tuple(saved.get("trained_on", ())))
+        load_model_weights(model, checkpoint)
+        model.meta = dataclasses.replace(model.meta, trained_on=tuple(saved["trained_on"]))
     return model.eval()

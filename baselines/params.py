@@ -14,9 +14,11 @@ import torch
 from torch import nn
 from transformers import Blip2ForImageTextRetrieval
 
-from cirbench.backbones.blip2 import Blip2Backbone, vitg_blip2_config
-from cirbench.baselines.fashionblip2.model import FashionBlip2, FashionBlip2Options
-from cirbench.baselines.sprc.model import Sprc, SprcOptions
+from cirbench.backbones.blip2 import Blip2Backbone
+from cirbench.backbones.blip2_configs import vitg_blip2_config
+from cirbench.baselines.fashionblip2.model import FashionBlip2
+from cirbench.baselines.options import FashionBlip2Options, SprcOptions
+from cirbench.baselines.sprc.model import Sprc
 
 
 def count(module: nn.Module | nn.Parameter, trainable_only: bool = False) -> int:

@@ -21,7 +21,7 @@ bench_app = typer.Typer(help="Speed and memory benchmarks, each against a bare b
 app.add_typer(bench_app, name="bench")
 
 # area -> module; each module defines register(app, bench_app)
-COMMAND_MODULES = ["core", "data", "synth", "facap", "train", "experiments", "ablate"]
+COMMAND_MODULES = ["core", "data", "synth", "facap", "train", "experiments", "ablate", "import_weights", "doctor"]
 
 for _area in COMMAND_MODULES:
     importlib.import_module(f"cirbench.commands.{_area}").register(app, bench_app)

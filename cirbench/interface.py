@@ -1,12 +1,11 @@
-"""The CIR model interface every model in the zoo implements, and the model registry.
+"""The CIR model interface every model in the zoo implements.
 
 The evaluator talks to a model only through this interface: it never looks inside. A model owns
 its preprocessing (PIL image -> tensor), its text handling (raw strings in) and its similarity
-(named scorer from ``cirbench.scorers``).
+(``similarity``; the zoo's models implement it with a scorer, ``cirbench.scorers``).
 
-Models are registered lazily by name with their variants; ``"name:variant"`` selects one, the
-bare name selects the default variant. Every model has a ``test_tiny`` variant that builds in a
-second on CPU with random weights: the contract tests iterate over the registry with it.
+The registry of models (``build_model``, ``resolve_spec``, ...) lives with the zoo, one layer up:
+``cirbench.baselines.zoo``. This module imports nothing of it.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
-from cirbench.registry import Registry, RegistryError
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +29,6 @@ class ModelMeta:
     candidate_shape: tuple[int, ...]  # per-candidate embedding shape, e.g. (32, 256)
     image_size: int = 224
     trained_on: tuple[str, ...] = ()  # datasets seen in training, e.g. ("facap", "fashioniq")
-    description: str = ""
 
     @property
     def spec(self) -> str:
@@ -104,69 +101,27 @@ class ModelSpec:
         return f"{self.name}:{self.variant}" if self.variant else self.name
 
 
-MODELS: Registry[Any] = Registry("model")
+def check_training(model: Any, stage: str | None = None, tasks: Sequence[str] | None = None,
+                   source: str | Path | None = None) -> None:
+    """The one check of a training stage and loss tasks against a model (recipes, the loop, the models).
 
+    Args:
+        model: a ``TrainableCIRModel`` (its ``stages``, ``tasks`` and ``meta.spec``).
+        stage: a stage to check, or None.
+        tasks: tasks to check (at least one), or None.
+        source: the recipe file named in the error (default: the model's spec).
 
-def register_model(
-    name: str,
-    factory: str,
-    *,
-    variants: dict[str, str],
-    default_variant: str,
-    description: str = "",
-) -> None:
-    """Register a model factory ``build(variant: str, checkpoint: str | None, **overrides)``.
-
-    ``variants`` maps variant name -> one-line description; every model has ``test_tiny``.
+    Raises ``DataError(source, "train.stage" | "train.tasks", problem)``.
     """
-    if default_variant not in variants:
-        raise ValueError(f"default variant {default_variant!r} of {name!r} is not in its variants")
-    MODELS.register(
-        name, factory, description=description, variants=variants, default_variant=default_variant
-    )
+    from cirbench.errors import DataError
 
-
-def resolve_spec(spec: str | ModelSpec) -> ModelSpec:
-    """Validate a model spec against the registry; fill in the default variant."""
-    import difflib
-
-    _ensure_registered()
-    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
-    entry = MODELS.entry(spec.name)
-    variants = entry.metadata["variants"]
-    variant = spec.variant or entry.metadata["default_variant"]
-    if variant not in variants:
-        close = difflib.get_close_matches(variant, list(variants), n=3, cutoff=0.4)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise RegistryError(
-            f"model {spec.name!r} has no variant {variant!r}.{hint} Variants: {', '.join(variants)}"
-        )
-    return ModelSpec(spec.name, variant)
-
-
-def build_model(spec: str | ModelSpec, checkpoint: str | Path | None = None, **overrides: Any) -> CIRModel:
-    """Build a registered model; ``checkpoint`` is a folder written by ``save_pretrained``."""
-    spec = resolve_spec(spec)
-    factory = MODELS.get(spec.name)
-    return factory(variant=spec.variant, checkpoint=str(checkpoint) if checkpoint else None, **overrides)
-
-
-def list_model_specs() -> list[tuple[str, str, str]]:
-    """(name, variant, description) for every registered variant."""
-    _ensure_registered()
-    rows = []
-    for entry in MODELS.entries():
-        for variant, description in entry.metadata["variants"].items():
-            rows.append((entry.name, variant, description))
-    return rows
-
-
-_REGISTERED = False
-
-
-def _ensure_registered() -> None:
-    """Import the zoo's registration module once (it only registers strings; no torch)."""
-    global _REGISTERED
-    if not _REGISTERED:
-        _REGISTERED = True
-        import cirbench.baselines.zoo  # noqa: F401
+    spec = model.meta.spec
+    where = source if source is not None else spec
+    if stage is not None and stage not in model.stages:
+        stages = ", ".join(model.stages) or "none: it is not trainable"
+        raise DataError(where, "train.stage", f"{spec} has no stage {stage!r} (stages: {stages})")
+    if tasks is not None:
+        unknown = [task for task in tasks if task not in model.tasks]
+        if unknown or not tasks:
+            raise DataError(where, "train.tasks", f"{spec} does not train {unknown or 'no task'} "
+                            f"(tasks: {', '.join(model.tasks) or 'none'})")

@@ -4,26 +4,32 @@ A run folder holds ``results.jsonl`` (the records: Recall@K per category with it
 interval and provenance) and ``ranks.jsonl`` (one line per model / dataset / category / split with
 the query ids and the target ranks they came from), so paired tests and re-bootstraps use the very
 same arrays. Averages over categories are never stored: tables compute them from the records.
-Missing values are ``null``, never NaN. Writing appends, so an earlier run in a folder is kept.
+Missing values are ``null``, never NaN. Writing appends, so an earlier run in a folder is kept; a
+line torn by a kill mid-write is left out when reading and cut off before the next append.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import logging
 import math
 import secrets
 import subprocess
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import cirbench
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
+from cirbench.files import append_durably, decode_utf8, repair_torn_line, split_torn_line
 
 if TYPE_CHECKING:
     from cirbench.eval.evaluator import EvalResult
     from cirbench.eval.protocols import EvalProtocol
+
+log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
 RANKS_FILE = "ranks.jsonl"
@@ -34,6 +40,9 @@ RECORD_FIELDS = (
     "metric", "value", "ci_low", "ci_high", "n_queries", "n_queries_total", "git_commit",
     "package_version", "seed", "device", "created",
 )
+# Written into every new record, not required when reading: files written before it existed stay
+# readable (their evaluations ran in fp32).
+PRECISION_FIELD = "precision"
 RANK_FIELDS = (
     "run_id", "model", "checkpoint_hash", "dataset", "category", "split", "protocol", "seed",
     "n_gallery", "n_queries_total", "query_ids", "ranks",
@@ -63,6 +72,11 @@ def _git(cwd: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def record_precision(record: dict[str, Any]) -> str:
+    """The precision a record's evaluation ran at (records from before the field: fp32)."""
+    return str(record.get(PRECISION_FIELD) or "fp32")
+
+
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -88,6 +102,7 @@ def eval_records(
         "package_version": cirbench.__version__, "seed": seed, "device": result.device,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    precision = {PRECISION_FIELD: result.precision}
     records = []
     for split in result.splits:
         estimates = recall_with_ci(split.ranks, protocol.ks, split.category, seed=seed, n_resamples=n_resamples)
@@ -99,7 +114,7 @@ def eval_records(
                 "n_queries_total": split.n_queries_total,
             })
     optional = {"label": label} if label else {}
-    return [{**{name: record[name] for name in RECORD_FIELDS}, **optional} for record in records]
+    return [{**{name: record[name] for name in RECORD_FIELDS}, **precision, **optional} for record in records]
 
 
 def rank_rows(result: "EvalResult", *, run_id: str, seed: int) -> list[dict[str, Any]]:
@@ -108,7 +123,7 @@ def rank_rows(result: "EvalResult", *, run_id: str, seed: int) -> list[dict[str,
             "run_id": run_id, "model": result.model, "checkpoint_hash": result.checkpoint_hash,
             "dataset": s.dataset, "category": s.category, "split": s.split, "protocol": result.protocol,
             "seed": seed, "n_gallery": s.n_gallery, "n_queries_total": s.n_queries_total,
-            "query_ids": list(s.query_ids), "ranks": [int(r) for r in s.ranks],
+            "query_ids": list(s.query_ids), "ranks": [int(r) for r in s.ranks], PRECISION_FIELD: result.precision,
         }
         for s in result.splits
     ]
@@ -118,15 +133,24 @@ def write_run(out_dir: str | Path, records: Sequence[dict], ranks: Sequence[dict
     """Append records and ranks to ``out_dir``'s results.jsonl and ranks.jsonl."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _append_jsonl(out_dir / RANKS_FILE, ranks)
-    _append_jsonl(out_dir / RESULTS_FILE, records)
+    append_jsonl(out_dir / RANKS_FILE, ranks)
+    append_jsonl(out_dir / RESULTS_FILE, records)
     return out_dir
 
 
-def _append_jsonl(path: Path, rows: Iterable[dict]) -> None:
+def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Append one JSON line per row, after cutting off a torn last line that an interrupted write
+    left (``cirbench.files.repair_torn_line``, as the FACap stage stores do)."""
     lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(lines)
+    repair_torn_line(path, is_whole=_is_json_object)
+    append_durably(path, lines.encode("utf-8"))
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line, parse_constant=_reject_constant), dict)
+    except ValueError:  # JSON errors, bad UTF-8 and NaN are all ValueErrors
+        return False
 
 
 def result_files(paths: Sequence[str | Path], name: str = RESULTS_FILE) -> list[Path]:
@@ -161,6 +185,66 @@ def read_results_folder(folder: str | Path) -> tuple[list[dict[str, Any]], list[
     return read_records([folder]), read_ranks([folder]), read_errors([folder])
 
 
+def pick_query_ranks(run: str | Path, model: str | None = None, dataset: str | None = None,
+                     option: str = "--model") -> list:
+    """The per-category ``QueryRanks`` of one evaluation in ``run`` (a folder or results file), for
+    paired tests. A folder of several evaluations (``eval --all``, the demo) needs ``model``, a
+    table label ("clip_sum:synth_tiny (zero-shot)") or a model spec ("clip_sum:synth_tiny", or
+    "clip_sum" for its default variant), and ``dataset`` where it holds several benchmarks; no match
+    or several are a DataError listing the choices. An evaluation repeated in the folder counts once:
+    its latest run."""
+    import numpy as np
+
+    from cirbench.eval.metrics import QueryRanks
+
+    every = read_ranks([run])
+    rows = [r for r in every if (model is None or _names_model(r, model)) and dataset in (None, r["dataset"])]
+    groups: dict[tuple, dict[str, dict]] = {}
+    for row in rows:  # file order is write order: a later run of the same evaluation replaces an earlier one
+        groups.setdefault(_evaluation_of(row), {})[row["category"]] = row
+    if len(groups) != 1:
+        raise DataError(run, option, _no_single_evaluation(every, list(groups), model, dataset, option))
+    chosen = next(iter(groups.values())).values()
+    return [QueryRanks(r["protocol"], r["category"], r["query_ids"], np.asarray(r["ranks"], dtype=np.int64)) for r in chosen]
+
+
+def _names_model(row: dict[str, Any], wanted: str) -> bool:
+    if wanted in (row.get("label"), row["model"]):
+        return True
+    from cirbench.baselines.zoo import resolve_spec
+    from cirbench.registry import RegistryError
+
+    try:
+        return str(resolve_spec(wanted)) == row["model"]
+    except (RegistryError, ValueError):  # not a spec at all (a label that matched nothing)
+        return False
+
+
+def _evaluation_of(row: dict[str, Any]) -> tuple:
+    return (row.get("label") or row["model"], row["checkpoint_hash"], row["dataset"], row["split"], row["protocol"],
+            record_precision(row))
+
+
+def _no_single_evaluation(every: list[dict], matching: list[tuple], model: str | None, dataset: str | None,
+                          option: str) -> str:
+    """Why no single evaluation was picked, listing the matching ones (or, with none, all the folder holds)."""
+    held = sorted(matching or {_evaluation_of(r) for r in every}, key=str)
+    alike = Counter((label, data, split, precision) for label, _, data, split, _, precision in held)
+
+    def describe(label: str, checkpoint: str, data: str, split: str, precision: str) -> str:
+        at = "" if precision == "fp32" else f" at {precision}"
+        which = f" (checkpoint {str(checkpoint)[:12]})" if alike[(label, data, split, precision)] > 1 else ""
+        return f"{label!r} on {data}/{split}{at}{which}"
+
+    choices = "; ".join(describe(label, ckpt, data, split, precision)
+                        for label, ckpt, data, split, _, precision in held) or "no evaluation"
+    asked = " and ".join(f"{name} {value!r}" for name, value in ((option, model), ("--dataset", dataset)) if value)
+    if not matching:
+        return f"no evaluation matches {asked or 'anything'}; it holds: {choices}"
+    return (f"{len(matching)} evaluations match{' ' + asked if asked else ''}: choose one with {option} (a table "
+            f"label or a model spec) and --dataset: {choices}")
+
+
 def read_errors(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """The failed evaluations (errors.jsonl, written by ``evaluate_all``) beside each results file."""
     siblings = [f.with_name(ERRORS_FILE) for f in result_files(paths)]
@@ -168,8 +252,16 @@ def read_errors(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def _read_jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
+    """Every record of a result file. A torn last line (a write cut by a kill) is left out with a
+    warning, never read as a record; the next write to the folder cuts it off."""
+    data = path.read_bytes()
+    complete, tail = split_torn_line(data)
+    if tail.strip() and not _is_json_object(tail):
+        log.warning("%s: line %d is torn (an interrupted write) and is left out; the next evaluation "
+                    "written to this folder removes it", path, complete.count(b"\n") + 1)
+        data = complete
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(decode_utf8(path, data).splitlines(), start=1):
         if not line.strip():
             continue
         try:

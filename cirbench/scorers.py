@@ -1,9 +1,14 @@
-"""The shared scorers: how a query embedding and a candidate embedding become one score.
+"""The shared scorers: how a query embedding and a candidate embedding become one score, and what
+the zoo's models implement their ``similarity`` with (``ScorerSimilarity``).
 
 Each scorer splits into ``prepare_query`` / ``prepare_candidates`` (done once per embedding) and
 ``score_prepared`` (done per chunk), so the evaluator never re-normalises a gallery per chunk.
 ``cosine`` and ``multihead`` prepare to flat unit vectors whose inner product is the score: a flat
 inner-product index (FAISS ``IndexFlatIP``) serves them. ``maxsim`` needs the token axis.
+
+The evaluator ranks with the model's ``similarity``. When that is ``ScorerSimilarity``'s (the
+scorer named in ``meta.scorer``), it prepares each gallery once with the scorer (the same scores,
+``scorer_of``); a model that defines its own ``similarity`` is scored with it, chunk by chunk.
 
 | scorer    | query     | candidate  | score                              |
 |-----------|-----------|------------|------------------------------------|
@@ -26,7 +31,6 @@ EPS = 1e-12
 
 class Scorer:
     name: str = ""
-    index_compatible: bool = False  # prepared vectors are flat and score = inner product
 
     def prepare_query(self, q: "torch.Tensor") -> "torch.Tensor":
         raise NotImplementedError
@@ -50,7 +54,6 @@ def _unit(x: "torch.Tensor") -> "torch.Tensor":
 
 class CosineScorer(Scorer):
     name = "cosine"
-    index_compatible = True
 
     def prepare_query(self, q):
         _expect_rank(q, 2, "cosine query [B, D]")
@@ -68,7 +71,6 @@ class MultiHeadScorer(Scorer):
     """Sum of per-head cosines = inner product of the concatenated per-head unit vectors."""
 
     name = "multihead"
-    index_compatible = True
 
     def prepare_query(self, q):
         _expect_rank(q, 3, "multihead query [B, H, d]")
@@ -115,3 +117,21 @@ SCORERS.register("maxsim", MaxSimScorer(), description="max over candidate token
 
 def get_scorer(name: str) -> Scorer:
     return SCORERS.get(name)
+
+
+class ScorerSimilarity:
+    """A model's ``similarity`` as its scorer (``meta.scorer``) computes it: how the zoo's models
+    implement it. The evaluator then prepares each gallery once (``scorer_of``)."""
+
+    def similarity(self, q: "torch.Tensor", c: "torch.Tensor") -> "torch.Tensor":
+        """[B, *q] x [N, *c] -> [B, N] scores of the scorer named in ``self.meta.scorer``."""
+        return get_scorer(self.meta.scorer)(q, c)  # type: ignore[attr-defined]
+
+
+def scorer_of(model: object) -> Scorer | None:
+    """The scorer that computes ``model.similarity``, when it is ``ScorerSimilarity``'s; None when
+    the model defines its own similarity (then only ``model.similarity`` knows the scores)."""
+    method = getattr(model, "similarity", None)
+    if getattr(method, "__func__", None) is ScorerSimilarity.similarity:
+        return get_scorer(model.meta.scorer)  # type: ignore[attr-defined]
+    return None

@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# `--device auto` follows this: CPU tests stay on the CPU on a GPU machine too (their reference
+# numbers are fp32 CPU numbers); tests of the CUDA paths name their device.
+os.environ.setdefault("CIRBENCH_DEVICE", "cpu")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FASHIONIQ = REPO_ROOT.parent / "shared" / "data" / "fashioniq"
@@ -53,7 +56,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_weights)
 
 
+_TEST_CACHE: list[str] = []
+
+
 def pytest_configure(config):
+    # cirbench's cache (the default world, the installed tiny backbones' record, encoded galleries)
+    # is a fresh folder per test session: tests never read or write the user's ~/.cache/cirbench.
+    import tempfile
+
+    _TEST_CACHE.append(tempfile.mkdtemp(prefix="cirbench-test-cache-"))
+    os.environ["CIRBENCH_CACHE"] = _TEST_CACHE[0]
+
     # Tiny models on two cores: one torch thread is as fast as two, and two collapse (~15x slower,
     # measured) whenever another process competes for a core.
     import importlib.util
@@ -62,3 +75,10 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    for folder in _TEST_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)

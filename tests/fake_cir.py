@@ -17,7 +17,7 @@ from PIL import Image
 
 from cirbench.data.schema import CIRQuery, EvalSplit
 from cirbench.interface import ModelMeta
-from cirbench.scorers import get_scorer
+from cirbench.scorers import ScorerSimilarity
 
 HEADS, HEAD_DIM, TOKENS, THUMB = 4, 3, 2, 4
 SHAPES = {  # scorer -> (query shape, candidate shape)
@@ -34,7 +34,7 @@ def _one_hot_heads(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return one_hot.reshape(len(x), *shape)
 
 
-class FakeCIRModel:
+class FakeCIRModel(ScorerSimilarity):
     def __init__(self, scorer: str = "multihead", seed: int = 0, variant: str = "test_tiny"):
         query_shape, candidate_shape = SHAPES[scorer]
         self.meta = ModelMeta("fake_cir", variant, scorer, query_shape, candidate_shape, image_size=THUMB)
@@ -53,19 +53,18 @@ class FakeCIRModel:
 
     def encode_candidates(self, images: torch.Tensor) -> torch.Tensor:
         self.candidate_calls += 1
-        return _one_hot_heads(images.flatten(1) @ self.candidate_projection, self.shapes[1])
+        projection = self.candidate_projection.to(images.device)  # the evaluator places the images
+        return _one_hot_heads(images.flatten(1).float() @ projection, self.shapes[1])
 
     def encode_query(self, ref_images: torch.Tensor, texts) -> torch.Tensor:
         self.query_calls += 1
-        text = torch.stack([self._text_vector(t) for t in texts])
-        return _one_hot_heads(ref_images.flatten(1) @ self.query_projection + text, self.shapes[0])
+        text = torch.stack([self._text_vector(t) for t in texts]).to(ref_images.device)
+        projection = self.query_projection.to(ref_images.device)
+        return _one_hot_heads(ref_images.flatten(1).float() @ projection + text, self.shapes[0])
 
     def _text_vector(self, text: str) -> torch.Tensor:
         generator = torch.Generator().manual_seed(zlib.crc32(text.encode()))
         return torch.randn(self.query_projection.shape[1], generator=generator)
-
-    def similarity(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return get_scorer(self.meta.scorer)(q, c)
 
     def checkpoint_hash(self) -> str:
         return f"fake-{self.meta.scorer}-{self.seed}"
@@ -106,3 +105,17 @@ def make_split(
         captions = (f"is more {rng.choice(['red', 'blue', 'green'])}", f"has {rng.choice(['long', 'short'])} sleeves")
         queries.append(CIRQuery(f"{category}/val/{q}", category, str(reference), str(target), captions))
     return EvalSplit("fake_fashioniq", category, "val", queries, gallery, paths, root / f"cap.{category}.val.json")
+
+
+def naive_ranks(scores: np.ndarray, targets, excluded=None) -> np.ndarray:
+    """Full sort per query: descending score, the target last among equal scores."""
+    ranks = []
+    for row, (scores_row, target) in enumerate(zip(scores, targets)):
+        keep = np.ones(len(scores_row), dtype=bool)
+        if excluded is not None and excluded[row] >= 0 and excluded[row] != target:
+            keep[excluded[row]] = False
+        columns = np.flatnonzero(keep)
+        is_target = columns == target
+        order = np.lexsort((is_target, -scores_row[columns]))  # last key sorts first
+        ranks.append(int(np.flatnonzero(is_target[order])[0]))
+    return np.array(ranks)

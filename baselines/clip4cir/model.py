@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cirbench.backbones.clip import TARGETPAD_RATIO, ClipBackbone
+from cirbench.backbones.clip import ClipBackbone
+from cirbench.baselines.options import Clip4CirOptions
 from cirbench.baselines.zero_shot.clip_baselines import ClipCIRModel, build_clip_model
-from cirbench.interface import CIRBatch
-from cirbench.train.losses import in_batch_contrastive, scaled_cosine
+from cirbench.interface import CIRBatch, check_training
+from cirbench.losses import in_batch_contrastive, scaled_cosine
 
 REAL_VARIANTS = {
     "rn50x4": ("RN50x4", "openai"),
@@ -60,32 +61,17 @@ def _linear_relu_dropout(inputs: int, outputs: int, dropout: float) -> nn.Sequen
 
 class CLIP4CIR(ClipCIRModel):
     name = "clip4cir"
-    description = "CLIP4CIR: fine-tuned CLIP + gated Combiner, cosine scoring"
+    Options = Clip4CirOptions
     stages = ("clip_finetune", "combiner")
     tasks = ("cir",)
 
-    def __init__(
-        self,
-        backbone: ClipBackbone,
-        variant: str,
-        *,
-        trained_on: Sequence[str] = (),
-        pad_ratio: float | None = TARGETPAD_RATIO,
-        projection_factor: int = 4,
-        hidden_factor: int = 8,
-        dropout: float = 0.5,
-        logit_scale: float = 100.0,
-    ):
-        super().__init__(backbone, variant, trained_on=trained_on, pad_ratio=pad_ratio)
-        dim = backbone.embed_dim
-        self.combiner = Combiner(dim, projection_factor * dim, hidden_factor * dim, dropout)
+    def __init__(self, backbone: ClipBackbone, variant: str, options: Clip4CirOptions | None = None, *,
+                 trained_on: Sequence[str] = ()):
+        super().__init__(backbone, variant, options, trained_on=trained_on)
+        options, dim = self.options, backbone.embed_dim
+        self.combiner = Combiner(dim, options.projection_factor * dim, options.hidden_factor * dim, options.dropout)
         self.register_buffer("combiner_active", torch.tensor(False))
-        self.projection_factor, self.hidden_factor = projection_factor, hidden_factor
-        self.dropout, self.logit_scale = dropout, logit_scale
-
-    def options(self) -> dict[str, Any]:
-        return {**super().options(), "projection_factor": self.projection_factor,
-                "hidden_factor": self.hidden_factor, "dropout": self.dropout, "logit_scale": self.logit_scale}
+        self.logit_scale = options.logit_scale
 
     def fuse(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         if self.combiner_active:
@@ -96,8 +82,7 @@ class CLIP4CIR(ClipCIRModel):
         return self.fuse(self.backbone.encode_image(ref_images), self.backbone.encode_text(texts))
 
     def set_trainable(self, stage: str) -> None:
-        if stage not in self.stages:
-            raise ValueError(f"clip4cir has stages {', '.join(self.stages)}, not {stage!r}")
+        check_training(self, stage=stage)
         self.requires_grad_(False)
         if stage == "clip_finetune":
             self.backbone.requires_grad_(True)
@@ -115,9 +100,7 @@ class CLIP4CIR(ClipCIRModel):
         return self
 
     def training_losses(self, batch: CIRBatch, tasks: Sequence[str] = ("cir",)) -> dict[str, torch.Tensor]:
-        unknown = set(tasks) - set(self.tasks)
-        if unknown:
-            raise ValueError(f"clip4cir trains only the 'cir' task, not {', '.join(sorted(unknown))}")
+        check_training(self, tasks=tasks)
         with torch.set_grad_enabled(not bool(self.combiner_active) and torch.is_grad_enabled()):
             reference = self.backbone.encode_image(batch.ref_images)
             text = self.backbone.encode_text(batch.texts)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,27 +28,8 @@ from torch import nn
 from cirbench.backbones.adapters import VisionAdapters
 from cirbench.backbones.blip2 import Blip2Backbone
 from cirbench.baselines.blip2_cir import Blip2CIRModel, build_blip2_model
-from cirbench.interface import CIRBatch, ModelMeta
-
-MATCHINGS = ("multihead", "global")
-
-
-@dataclass
-class FashionBlip2Options:
-    use_adapters: bool = True
-    adapter_reduction: int = 16
-    matching: str = "multihead"
-    num_heads: int = 12
-    head_dim: int = 256
-    max_text_len: int = 128
-    init_temperature: float = 0.07
-    backbone_dir: str | None = None  # vitg: a local copy of the weights; synth_tiny: the tiny backbone
-    cache_image_features: bool = False  # frozen image tower: encode each image once (Blip2CIRModel.image_embeds)
-    seed: int = 0  # initialises the new heads (and test_tiny's backbone)
-
-    def __post_init__(self) -> None:
-        if self.matching not in MATCHINGS:
-            raise ValueError(f"matching must be one of {MATCHINGS}, got {self.matching!r}")
+from cirbench.baselines.options import FashionBlip2Options
+from cirbench.interface import CIRBatch, ModelMeta, check_training
 
 
 class MultiHeadMatcher(nn.Module):
@@ -107,7 +87,6 @@ class FashionBlip2(Blip2CIRModel):
         # One temperature for both tasks: every trainable parameter is used whatever the tasks (DDP needs that).
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / options.init_temperature)))
         shape = (options.num_heads, options.head_dim) if multihead else (options.head_dim,)
-        adapters_state = "on" if options.use_adapters else "off"
         self.meta = ModelMeta(
             name=self.name,
             variant=variant,
@@ -115,7 +94,6 @@ class FashionBlip2(Blip2CIRModel):
             query_shape=shape,
             candidate_shape=shape,
             image_size=backbone.image_size,
-            description=f"FashionBLIP-2, adapters {adapters_state}, {options.matching} matching",
         )
 
     def encode_query(self, ref_images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
@@ -142,7 +120,7 @@ class FashionBlip2(Blip2CIRModel):
         return self.mean_head_similarity(queries, captions)
 
     def training_losses(self, batch: CIRBatch, tasks: Sequence[str] = ("cir",)) -> dict[str, torch.Tensor]:
-        self.check_tasks(tasks)
+        check_training(self, tasks=tasks)
         queries = self.encode_query(batch.ref_images, batch.texts)
         losses = {}
         if "cir" in tasks:

@@ -1,49 +1,53 @@
 """SPRC (Bai et al., ICLR 2024, "Sentence-level Prompts Benefit Composed Image Retrieval").
 
-Facts from SPRC's public code (``blip2_qformer_cir_align_prompt``), on transformers' BLIP-2:
+What SPRC's public code computes (``Blip2QformerCirAlignPrompt`` in its modified LAVIS), on
+transformers' BLIP-2; ``tests/parity`` checks every pass and loss against outputs of that code:
 
 - Pass 1 (fused): the reference image and the text through the Q-Former (``query_length=32``);
   the 32 query outputs are the sentence-level prompt.
 - Pass 2 (no image): [prompt, text] through the Q-Former with ``query_length=0``: every token,
   prompt included, takes the text feed-forward and nothing cross-attends (SPRC's modified
-  Q-Former does the same when no image is given). The text [CLS] (index 32) -> text projection
-  -> the 256-d query.
+  Q-Former does the same when no image is given); position embeddings on the text only. The
+  text [CLS] (index 32) -> text projection -> the 256-d query.
 - Candidates: the 32 image-only Q-Former outputs through the vision projection, [32, 256];
   score = max over the 32 tokens of the cosine (scorer ``maxsim``).
-- Losses, summed with weights (1, 1, 1 on FashionIQ in SPRC's script): ``cir`` (query vs the
-  batch's targets), ``cir_learnable_prompt`` (the same with learnable prompt tokens in place of
-  the image prompt) and ``prompt_align`` (MSE pulling the mean image prompt towards the mean of the
-  detached learnable prompt).
+- Losses, summed with weights (1, 1, 1 on FashionIQ in SPRC's script), all cross-entropies of
+  ``score / temp`` towards the own target among the batch's targets:
+  ``cir`` (SPRC's ``loss_itc``: the query above), ``cir_learnable_prompt`` (``loss_rtc``: the
+  learnable prompt tokens inserted after the text's [CLS], [CLS, prompt x 32, text tokens 1..],
+  with position embeddings over that whole sequence, every token through the text feed-forward,
+  the feature read at position 0) and ``prompt_align`` (``loss_align``: MSE pulling the mean
+  image prompt towards the mean of the detached learnable prompt).
+- Temperature: SPRC's form, a learnable ``temp`` initialised at 0.07 that divides the scores and
+  is never clamped (not the log-scale, capped-at-100 parameter of the other models here), so the
+  training dynamics (its gradient and its optimizer state) are SPRC's and an SPRC checkpoint's
+  ``temp`` loads as is.
+- Text: SPRC runs LAVIS's ``blip_caption`` processor over every text, then BERT word pieces
+  ([CLS] text [SEP], no [DEC]), truncated at 32 (``max_txt_len``).
+- Images: SPRC trains and evaluates FashionIQ with CLIP4Cir's "targetpad" (ratio 1.25, 224 px),
+  the default here; ``image_preprocess="resize"`` is BLIP-2's own square resize.
 
-Deliberate simplification: SPRC's code places the learnable prompt after the text's [CLS] and
-positions it; here both branches use the same [prompt, text] layout, so they differ only in the
-prompt.
+One deliberate difference: a target that appears twice in a batch is not a negative of itself
+here (the zoo's in-batch loss masks it); SPRC's loss counts it as one. With distinct targets
+(``target_ids`` all different) the losses are SPRC's exactly.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from cirbench.backbones.blip2 import Blip2Backbone
+from cirbench.backbones.blip2_processing import BLIP2_MEAN, BLIP2_STD, blip_caption
+from cirbench.backbones.targetpad import targetpad_transform
 from cirbench.baselines.blip2_cir import Blip2CIRModel, build_blip2_model
-from cirbench.interface import CIRBatch, ModelMeta
-
-
-@dataclass
-class SprcOptions:
-    max_text_len: int = 32  # SPRC's max_txt_len
-    learnable_prompt_weight: float = 1.0
-    align_weight: float = 1.0
-    init_temperature: float = 0.07
-    backbone_dir: str | None = None  # vitg: a local copy of the weights; synth_tiny: the tiny backbone
-    cache_image_features: bool = False  # frozen image tower: encode each image once (Blip2CIRModel.image_embeds)
-    seed: int = 0  # initialises the learnable prompt (and test_tiny's backbone)
+from cirbench.baselines.options import SprcOptions
+from cirbench.interface import CIRBatch, ModelMeta, check_training
+from cirbench.losses import in_batch_contrastive
 
 
 class Sprc(Blip2CIRModel):
@@ -56,8 +60,9 @@ class Sprc(Blip2CIRModel):
         super().__init__(backbone, options, variant)
         prompt = torch.empty(1, backbone.num_query_tokens, backbone.hidden_size)
         nn.init.normal_(prompt, std=backbone.config.qformer_config.initializer_range)
-        self.learnable_prompt = nn.Parameter(prompt)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / options.init_temperature)))
+        self.learnable_prompt = nn.Parameter(prompt)  # SPRC's prompt_tokens
+        self.temp = nn.Parameter(torch.tensor(float(options.init_temperature)))
+        self._targetpad = targetpad_transform(backbone.image_size, BLIP2_MEAN, BLIP2_STD)
         self.meta = ModelMeta(
             name=self.name,
             variant=variant,
@@ -65,8 +70,17 @@ class Sprc(Blip2CIRModel):
             query_shape=(backbone.embed_dim,),
             candidate_shape=(backbone.num_query_tokens, backbone.embed_dim),
             image_size=backbone.image_size,
-            description="SPRC: sentence-level prompt from the fused Q-Former, max over 32 candidate tokens",
         )
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        if self.options.image_preprocess == "targetpad":
+            return self._targetpad(image)
+        return super().preprocess(image)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        if self.options.text_processor == "blip_caption":
+            texts = [blip_caption(text) for text in texts]
+        return super().tokenize(texts)
 
     def sentence_prompt(self, ref_images: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pass 1: the query outputs of the fused image + text pass, [B, 32, D]."""
@@ -78,6 +92,29 @@ class Sprc(Blip2CIRModel):
         text_cls = self.backbone.text_with_prefix(prompt, tokens)[:, prompt.shape[1]]
         return self.backbone.blip.text_projection(text_cls)
 
+    def learnable_prompt_pass(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """SPRC's learnable-prompt pass: [CLS, prompt x 32, text tokens 1..] -> [B, 32 + L, D].
+
+        Position embeddings run over the whole sequence (the prompt takes positions 1..32), no image,
+        every token through the text feed-forward (``query_length=0``).
+        """
+        blip = self.backbone.blip
+        ids, text_mask = tokens["input_ids"], tokens["attention_mask"]
+        words = blip.embeddings.word_embeddings(ids)
+        prompt = self.learnable_prompt.expand(ids.shape[0], -1, -1).to(words.dtype)
+        sequence = torch.cat([words[:, :1], prompt, words[:, 1:]], dim=1)
+        positions = torch.arange(sequence.shape[1], device=ids.device)
+        sequence = sequence + blip.embeddings.position_embeddings(positions)[None]
+        # SPRC passes the mask as [ones(32), text mask] over this sequence; since [CLS] is never
+        # masked that is the same mask as the one aligned with the tokens, built here.
+        prompt_mask = torch.ones(ids.shape[0], prompt.shape[1], dtype=text_mask.dtype, device=text_mask.device)
+        mask = torch.cat([text_mask[:, :1], prompt_mask, text_mask[:, 1:]], dim=1)
+        return blip.qformer(query_embeds=sequence, query_length=0, attention_mask=mask).last_hidden_state
+
+    def learnable_prompt_query(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The learnable-prompt pass's [CLS] (position 0) projected to [B, 256]."""
+        return self.backbone.blip.text_projection(self.learnable_prompt_pass(tokens)[:, 0])
+
     def encode_query(self, ref_images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         tokens = self.tokenize(texts)
         return self.prompted_query(self.sentence_prompt(ref_images, tokens), tokens)
@@ -87,19 +124,34 @@ class Sprc(Blip2CIRModel):
         return self.backbone.blip.vision_projection(tokens)
 
     def training_losses(self, batch: CIRBatch, tasks: Sequence[str] = ("cir",)) -> dict[str, torch.Tensor]:
-        self.check_tasks(tasks)
-        tokens = self.tokenize(batch.texts)
-        prompt = self.sentence_prompt(batch.ref_images, tokens)
-        learnable = self.learnable_prompt.expand(prompt.shape[0], -1, -1)
-        targets = self.encode_candidates(batch.target_images)
+        check_training(self, tasks=tasks)
+        return self.losses(batch.ref_images, self.tokenize(batch.texts), batch.target_images, batch.target_ids)
 
-        def loss_against_targets(query_prompt: torch.Tensor) -> torch.Tensor:
-            query = self.prompted_query(query_prompt, tokens)
-            return self.contrastive(query, targets, self.similarity, self.logit_scale, batch.target_ids)
+    def losses(
+        self,
+        ref_images: torch.Tensor,
+        tokens: dict[str, torch.Tensor],
+        target_images: torch.Tensor,
+        target_ids: Sequence[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """SPRC's three weighted losses from already tokenized texts.
+
+        Args:
+            ref_images: [B, 3, H, W] preprocessed reference images.
+            tokens: ``input_ids`` and ``attention_mask`` [B, L] of the modification texts.
+            target_images: [B, 3, H, W] preprocessed target images.
+            target_ids: one id per target; a repeated id is not a negative of itself.
+        """
+        prompt = self.sentence_prompt(ref_images, tokens)
+        learnable = self.learnable_prompt.expand(prompt.shape[0], -1, -1)
+        targets = self.encode_candidates(target_images)
+
+        def against_targets(queries: torch.Tensor) -> torch.Tensor:
+            return in_batch_contrastive(queries, targets, lambda q, t: self.similarity(q, t) / self.temp, target_ids)
 
         return {
-            "cir": loss_against_targets(prompt),
-            "cir_learnable_prompt": self.options.learnable_prompt_weight * loss_against_targets(learnable),
+            "cir": against_targets(self.prompted_query(prompt, tokens)),
+            "cir_learnable_prompt": self.options.learnable_prompt_weight * against_targets(self.learnable_prompt_query(tokens)),
             "prompt_align": self.options.align_weight * F.mse_loss(prompt.mean(dim=1), learnable.detach().mean(dim=1)),
         }
 
@@ -112,7 +164,7 @@ class Sprc(Blip2CIRModel):
             blip.vision_projection,
             blip.text_projection,
             self.learnable_prompt,
-            self.logit_scale,
+            self.temp,
         ]
 
 

@@ -2,14 +2,13 @@
 text alone, or the normalised sum of both; candidates are CLIP image embeddings; cosine scoring.
 
 ``ClipCIRModel`` is the shared base of the CLIP family (these baselines and CLIP4CIR): an open_clip
-backbone, its preprocessing, cosine scoring, and model folders that carry open_clip's architecture
-config (``open_clip_config.json``) next to ``config.json`` + ``model.safetensors``, so a checkpoint
+backbone, its preprocessing, cosine scoring, and model folders (``cirbench.model_folder``) whose
+structure file is open_clip's architecture config (``open_clip_config.json``), so a checkpoint
 rebuilds offline with ``build(variant, checkpoint=dir)``.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,14 +18,16 @@ from PIL import Image
 from torch import nn
 
 from cirbench.backbones.clip import ClipBackbone, backbone_for_variant, load_clip, local_dir
+from cirbench.baselines.options import ClipOptions
 from cirbench.interface import ModelMeta
-from cirbench.scorers import get_scorer
-from cirbench.train.checkpoint import (
+from cirbench.model_folder import (
     load_model_weights,
-    read_model_config,
+    read_model_folder,
+    read_options,
     state_dict_sha256,
     write_model_folder,
 )
+from cirbench.scorers import ScorerSimilarity
 
 # variant -> (open_clip model name, pretrained tag); the names in baselines/zoo.py
 REAL_VARIANTS = {
@@ -36,29 +37,28 @@ REAL_VARIANTS = {
 }
 
 
-class ClipCIRModel(nn.Module):
+class ClipCIRModel(ScorerSimilarity, nn.Module):
     """Base of the CLIP family: one open_clip backbone, cosine scoring, [D] query and candidate.
 
     Subclasses define ``encode_query``; trainable ones also ``stages``, ``tasks``,
     ``set_trainable`` and ``training_losses``."""
 
     name = ""  # registry name
-    description = ""
+    Options: type[ClipOptions] = ClipOptions
     stages: tuple[str, ...] = ()  # zero-shot: nothing to train
     tasks: tuple[str, ...] = ()
 
-    def __init__(self, backbone: ClipBackbone, variant: str, *, trained_on: Sequence[str] = (),
-                 pad_ratio: float | None = None):
+    def __init__(self, backbone: ClipBackbone, variant: str, options: ClipOptions | None = None, *,
+                 trained_on: Sequence[str] = ()):
         super().__init__()
         self.backbone = backbone
-        self.pad_ratio = pad_ratio
+        self.options = options if options is not None else self.Options()
         dim = backbone.embed_dim
         self.meta = ModelMeta(
             name=self.name, variant=variant, scorer="cosine", query_shape=(dim,), candidate_shape=(dim,),
-            image_size=backbone.image_size, trained_on=tuple(trained_on), description=self.description,
+            image_size=backbone.image_size, trained_on=tuple(trained_on),
         )
-        self._transform = backbone.image_transform(pad_ratio)
-        self._scorer = get_scorer("cosine")
+        self._transform = backbone.image_transform(self.options.pad_ratio)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)
@@ -66,41 +66,31 @@ class ClipCIRModel(nn.Module):
     def encode_candidates(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone.encode_image(images)
 
-    def similarity(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self._scorer(q, c)
-
     def checkpoint_hash(self) -> str:
         return state_dict_sha256(self)
 
-    def options(self) -> dict[str, Any]:
-        """Constructor options that ``save_pretrained`` records and a reload passes back."""
-        return {"trained_on": list(self.meta.trained_on), "pad_ratio": self.pad_ratio}
-
     def save_pretrained(self, directory: str | Path) -> None:
-        config = {"name": self.meta.name, "variant": self.meta.variant, "options": self.options()}
-        write_model_folder(self, directory, config)
+        """A model folder (``cirbench.model_folder``) with open_clip's config as its structure file."""
+        write_model_folder(self, directory, self.options)
         self.backbone.save_open_clip(directory, weights=False)
 
 
 class ClipImageOnly(ClipCIRModel):
-    name = "clip_image_only"
-    description = "zero-shot CLIP: the reference image alone (ignores the text)"
+    name = "clip_image_only"  # zero-shot CLIP: the reference image alone (ignores the text)
 
     def encode_query(self, ref_images, texts):
         return self.backbone.encode_image(ref_images)
 
 
 class ClipTextOnly(ClipCIRModel):
-    name = "clip_text_only"
-    description = "zero-shot CLIP: the modification text alone (ignores the image)"
+    name = "clip_text_only"  # zero-shot CLIP: the modification text alone (ignores the image)
 
     def encode_query(self, ref_images, texts):
         return self.backbone.encode_text(texts)
 
 
 class ClipSum(ClipCIRModel):
-    name = "clip_sum"
-    description = "zero-shot CLIP: normalised image embedding + normalised text embedding"
+    name = "clip_sum"  # zero-shot CLIP: normalised image embedding + normalised text embedding
 
     def encode_query(self, ref_images, texts):
         image = F.normalize(self.backbone.encode_image(ref_images), dim=-1)
@@ -113,44 +103,28 @@ def build_clip_model(
     variant: str,
     checkpoint: str | None,
     real_variants: dict[str, tuple[str, str]],
-    *,
-    backbone_dir: str | Path | None = None,
-    seed: int = 0,
-    **options: Any,
+    **overrides: Any,
 ) -> ClipCIRModel:
     """Build ``cls`` on its variant's backbone, or restore it from a model folder.
 
-    ``backbone_dir`` points ``synth_tiny`` at a pre-trained tiny CLIP (default: $CIRBENCH_SYNTH_CLIP)
-    and a real variant at a local copy of its weights;
-    ``seed`` fixes the random initialisation of what is not pre-trained; other ``options`` go to
-    the model (a checkpoint's recorded options are the defaults).
+    ``overrides`` are fields of ``cls.Options`` (a checkpoint's recorded options are the
+    defaults): ``backbone_dir`` points ``synth_tiny`` at a pre-trained tiny CLIP (default:
+    $CIRBENCH_SYNTH_CLIP, else the installed one) and a real variant at a local copy of its
+    weights; ``seed`` fixes the random initialisation of what is not pre-trained.
     """
-    _check_options(cls, options)
     if checkpoint:
-        config = read_model_config(checkpoint, cls.name)
+        config = read_model_folder(checkpoint, cls.name, variant)
+        options = read_options(cls.Options, overrides, config, checkpoint)
         backbone = load_clip(local_dir(checkpoint), load_weights=False)
-        model = cls(backbone, config["variant"], **{**config["options"], **options})
+        model = cls(backbone, variant, options, trained_on=config["trained_on"])
         load_model_weights(model, checkpoint)
         return model.eval()
-    backbone = backbone_for_variant(variant, real_variants, backbone_dir)
+    options = read_options(cls.Options, overrides)
+    backbone = backbone_for_variant(variant, real_variants, options.backbone_dir)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = cls(backbone, variant, **options)
+        torch.manual_seed(options.seed)
+        model = cls(backbone, variant, options)
     return model.eval()
-
-
-def _check_options(cls: type[ClipCIRModel], options: dict[str, Any]) -> None:
-    accepted = {
-        name for klass in cls.__mro__ if issubclass(klass, ClipCIRModel)
-        for name, parameter in inspect.signature(klass.__init__).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ValueError(
-            f"{cls.name}: unknown option(s) {', '.join(unknown)}; known: "
-            f"{', '.join(sorted(accepted | {'backbone_dir', 'seed'}))}"
-        )
 
 
 def build_image_only(variant: str, checkpoint: str | None = None, **overrides: Any) -> ClipCIRModel:

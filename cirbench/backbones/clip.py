@@ -2,8 +2,9 @@
 
 Every CLIP here is made by open_clip's own loading code, ``create_model_and_transforms``:
 
-- a real name with a pretrained tag (``"RN50x4"``, ``"openai"``) loads the published weights
-  (downloaded beforehand: nothing is fetched here when offline);
+- a real name with a pretrained tag (``"RN50x4"``, ``"openai"``) loads the published weights,
+  downloaded beforehand: they are looked up in the hub cache and loaded as a file, never fetched
+  (``local_pretrained_file``; missing weights are one error naming what to download);
 - ``cirbench-tiny-clip`` is an architecture config shipped with this package (random weights);
 - a folder in open_clip's ``local-dir`` format (``open_clip_config.json`` + weights) loads as
   ``"local-dir:<folder>"``: the synthetic world's pre-trained tiny CLIP is one, and every CIR
@@ -18,24 +19,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import open_clip
 import torch
-import torch.nn.functional as F
-import torchvision.transforms as T
-import torchvision.transforms.functional as TF
-from open_clip.transform import PreprocessCfg, image_transform_v2
+from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND, synth_backbone_dir  # noqa: F401 (public here too)
-from cirbench.train.losses import in_batch_contrastive
-from cirbench.train.schedule import Schedule
+from cirbench.backbones.folders import not_on_this_machine, synth_backbone_dir
+from cirbench.backbones.targetpad import targetpad_transform
 
 TINY_CLIP = "cirbench-tiny-clip"
 _TINY_CONFIG_FILE = Path(__file__).with_name(f"{TINY_CLIP}.json")
@@ -44,8 +40,6 @@ OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
 
 SYNTH_CLIP_ENV = "CIRBENCH_SYNTH_CLIP"
-
-TARGETPAD_RATIO = 1.25
 
 
 class ClipBackbone(nn.Module):
@@ -101,18 +95,32 @@ class ClipBackbone(nn.Module):
         return directory
 
 
-def load_clip(model_name: str, pretrained: str | None = None, *, load_weights: bool = True) -> ClipBackbone:
+def load_clip(
+    model_name: str, pretrained: str | None = None, *, load_weights: bool = True, device: str | torch.device = "cpu"
+) -> ClipBackbone:
     """Build a CLIP through open_clip: a built-in name (+ tag), ``TINY_CLIP`` or ``local-dir:<folder>``.
 
-    ``load_weights=False`` builds the architecture only (random init), e.g. to load a CIR checkpoint.
+    Args:
+        model_name: open_clip model name (``"RN50x4"``), ``TINY_CLIP`` or ``local_dir(folder)``.
+        pretrained: open_clip pretrained tag (``"openai"``) of a built-in name; it also decides
+            QuickGELU and the preprocessing, with or without weights.
+        load_weights: False builds the architecture only (random init), e.g. to load a CIR
+            checkpoint or to count parameters. Nothing is downloaded or looked up on disk then.
+        device: where open_clip puts the model; ``"meta"`` (inside ``torch.device("meta")``)
+            builds a full-size structure without allocating it.
     """
     _register_tiny_config()
+    builtin = not model_name.startswith(("local-dir:", "hf-hub:"))
     quick_gelu = _tag_uses_quick_gelu(model_name, pretrained)
-    random_init = not load_weights or (pretrained is None and not model_name.startswith(("local-dir:", "hf-hub:")))
+    random_init = not load_weights or (pretrained is None and builtin)
+    # open_clip 3.3 resolves (downloads) a tag before it looks at load_weights: no tag without weights.
+    # With weights, the tag's file is found in the local caches and passed as a file: nothing is fetched.
+    tag_to_load = local_pretrained_file(model_name, pretrained) if load_weights and builtin and pretrained else None
     try:
         with _silence_random_init_warning(random_init):
             clip, _, _ = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained, load_weights=load_weights, force_quick_gelu=quick_gelu
+                model_name, pretrained=tag_to_load, load_weights=load_weights, force_quick_gelu=quick_gelu,
+                device=device,
             )
     except RuntimeError as exc:
         raise RuntimeError(
@@ -124,7 +132,44 @@ def load_clip(model_name: str, pretrained: str | None = None, *, load_weights: b
     if quick_gelu:
         model_cfg["quick_gelu"] = True
     preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(clip))
+    if pretrained and builtin:
+        # The tag's own preprocessing (mean, std, interpolation), as loading it by its tag would set it.
+        preprocess_cfg = merge_preprocess_dict(preprocess_cfg, open_clip.get_pretrained_cfg(model_name, pretrained))
     return ClipBackbone(clip, open_clip.get_tokenizer(model_name), model_cfg, preprocess_cfg)
+
+
+def local_pretrained_file(model_name: str, pretrained: str) -> str:
+    """The file of open_clip's published weights ``model_name``/``pretrained`` on this machine, found
+    where open_clip would download it (the Hugging Face hub cache, ``$HF_HOME``; ``~/.cache/clip`` for
+    URL-only weights), never fetched: weights not there are one FileNotFoundError naming what to
+    download and where it goes. A tag open_clip does not know is returned as is (its own error)."""
+    import os
+
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not cfg:
+        return pretrained
+    if cfg.get("file"):
+        return cfg["file"]
+    repo, filename = os.path.split(cfg.get("hf_hub", ""))
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        # open_clip's own order: a safetensors copy first, then the named (or default) file
+        name = filename or "open_clip_pytorch_model.bin"
+        safe = "open_clip_model.safetensors" if name == "open_clip_pytorch_model.bin" else str(Path(name).with_suffix(".safetensors"))
+        for name in dict.fromkeys([safe, name]):
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str):
+                return found
+        raise not_on_this_machine(f"the open_clip weights {model_name}/{pretrained}:", repo)
+    url = cfg.get("url", "")
+    cached = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+    if cached.is_file():
+        return str(cached)
+    raise FileNotFoundError(
+        f"the open_clip weights {model_name}/{pretrained} are not on this machine and cirbench downloads nothing: "
+        f"download {url} once where there is network and put it at {cached}, or give a local folder"
+    )
 
 
 def local_dir(directory: str | Path) -> str:
@@ -140,8 +185,9 @@ def tiny_clip(seed: int = 0) -> ClipBackbone:
 
 
 def resolve_synth_clip_dir(override: str | Path | None = None) -> Path:
-    """The synthetic world's pre-trained tiny CLIP: ``override``, else ``$CIRBENCH_SYNTH_CLIP``."""
-    return synth_backbone_dir(override, SYNTH_CLIP_ENV, (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS), "pre-trained CLIP")
+    """The synthetic world's pre-trained tiny CLIP: ``override``, else ``$CIRBENCH_SYNTH_CLIP``, else
+    the one ``synth-backbones`` installed last (``cirbench.backbones.folders``)."""
+    return synth_backbone_dir(override, SYNTH_CLIP_ENV, (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS), "pre-trained CLIP", kind="clip")
 
 
 def backbone_for_variant(
@@ -163,95 +209,6 @@ def backbone_for_variant(
         return load_clip(local_dir(backbone_dir))
     name, tag = real_variants[variant]
     return load_clip(name, tag)
-
-
-class TargetPad:
-    """Pad an image whose long side exceeds ``ratio`` x its short side to exactly that ratio (black)."""
-
-    def __init__(self, ratio: float = TARGETPAD_RATIO):
-        self.ratio = ratio
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        width, height = image.size
-        if max(width, height) <= self.ratio * min(width, height):
-            return image
-        padded_short = max(width, height) / self.ratio
-        pad_x = max(int((padded_short - width) / 2), 0)
-        pad_y = max(int((padded_short - height) / 2), 0)
-        return TF.pad(image, [pad_x, pad_y, pad_x, pad_y], fill=0)
-
-
-def targetpad_transform(size: int, mean: Sequence[float], std: Sequence[float], ratio: float = TARGETPAD_RATIO):
-    """CLIP4Cir's "targetpad": RGB, pad to ``ratio``, bicubic resize, centre crop, normalise."""
-    return T.Compose([
-        lambda image: image.convert("RGB"),
-        TargetPad(ratio),
-        T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
-        T.CenterCrop(size),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
-
-
-def pretrain_clip_backbone(
-    pairs: list[tuple[Path, str]],
-    out_dir: str | Path,
-    *,
-    steps: int,
-    batch_size: int,
-    seed: int,
-    image_size: int = 64,
-    lr: float = 1e-3,
-    on_step: Callable[[int, float], None] | None = None,
-) -> Path:
-    """CLIP contrastive pre-training of the tiny open_clip model on (image path, caption) pairs.
-
-    Writes ``out_dir`` in open_clip's local-dir format (``open_clip_config.json`` +
-    ``open_clip_model.safetensors``) plus ``pretraining.json`` (settings, last loss); ``synth_tiny``
-    variants load it. Images are decoded once and kept in memory (64 px: a few MB per thousand).
-    ``on_step(step, loss)`` reports progress.
-    """
-    if not pairs:
-        raise ValueError("no image-caption pairs to pre-train on")
-    backbone = tiny_clip(seed)
-    if backbone.image_size != image_size:
-        raise ValueError(f"{TINY_CLIP} is built for {backbone.image_size} px images, not {image_size}")
-    transform = backbone.image_transform()
-    images = torch.stack([transform(Image.open(path)) for path, _ in pairs])
-    tokens = backbone.tokenizer([caption for _, caption in pairs])
-    clip = backbone.clip.train()
-    optimizer = torch.optim.AdamW(clip.parameters(), lr=lr, weight_decay=0.1)
-    schedule = Schedule("onecycle", pct_start=0.1)
-    loss = torch.tensor(float("nan"))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for step in range(steps):
-            batch = torch.randperm(len(pairs))[:batch_size]
-            loss = _clip_loss(clip, images[batch], tokens[batch], [pairs[i][1] for i in batch.tolist()])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.param_groups[0]["lr"] = lr * schedule.lr_factor(step, steps)
-            optimizer.step()
-            if on_step:
-                on_step(step, loss.item())
-    out_dir = backbone.save_open_clip(out_dir)
-    settings = {"pairs": len(pairs), "steps": steps, "batch_size": batch_size, "seed": seed,
-                "image_size": image_size, "lr": lr, "final_loss": loss.item()}
-    (out_dir / "pretraining.json").write_text(json.dumps(settings, indent=2) + "\n")
-    return out_dir
-
-
-def _clip_loss(clip: nn.Module, images: torch.Tensor, tokens: torch.Tensor, captions: list[str]) -> torch.Tensor:
-    """Symmetric image-text InfoNCE; pairs sharing a caption are not negatives of each other."""
-    image_features = clip.encode_image(images)
-    text_features = clip.encode_text(tokens)
-    scale = clip.logit_scale.clamp(max=math.log(100)).exp()
-
-    def scores(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return scale * F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T
-
-    return (in_batch_contrastive(image_features, text_features, scores, captions)
-            + in_batch_contrastive(text_features, image_features, scores, captions)) / 2
 
 
 @contextmanager

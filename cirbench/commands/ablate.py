@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from cirbench.devices import DEVICE_HELP, PRECISION_HELP
+
 ablate_app = typer.Typer(
     help="The paper's ablations: FACap data size, FashionBLIP-2 components, FACap pre-training.",
     no_args_is_help=True,
@@ -35,8 +37,8 @@ BatchSize = Annotated[int | None, typer.Option("--batch-size", min=1, help="Trip
                                                   "tiny size; the recipes' at vitg).")]
 Seed = Annotated[int, typer.Option("--seed", help="Training seed (data order, nested subsets) and bootstrap seed.")]
 Threads = Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")]
-Device = Annotated[str | None, typer.Option("--device", help="Evaluation device (default: cuda if "
-                                               "available, else cpu).")]
+Device = Annotated[str, typer.Option("--device", help="Training and evaluation device: " + DEVICE_HELP)]
+Precision = Annotated[str, typer.Option("--precision", help="Evaluation precision: " + PRECISION_HELP)]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress")]
 
 
@@ -44,8 +46,8 @@ def data_size(
     fractions: Annotated[str, typer.Option("--fractions", help="FACap fractions in (0, 1], comma-separated; "
                                            "nested subsets (one seed).")] = "0.1,0.25,0.5,1.0",
     out: Out = Path("runs/ablate"), world: World = None, data_root: DataRoot = None, recipe_size: Size = RecipeSize.tiny,
-    steps: Steps = None, batch_size: BatchSize = None, seed: Seed = 0, threads: Threads = 1, device: Device = None,
-    progress: Progress = True,
+    steps: Steps = None, batch_size: BatchSize = None, seed: Seed = 0, threads: Threads = 1, device: Device = "auto",
+    precision: Precision = "auto", progress: Progress = True,
 ) -> None:
     """FashionBLIP-2 stage 1 on nested fractions of the FACap-style set, each for the same number
     of epochs (--steps is the full set's; a fraction gets its share), evaluated on FashionIQ and
@@ -58,15 +60,15 @@ def data_size(
 
     parsed = _fractions(fractions)
     scale = _scale(recipe_size, steps, seed)
-    _run(ablations.data_size(parsed, scale), scale, out, world, data_root, batch_size, threads, device, progress)
+    _run(ablations.data_size(parsed, scale), scale, out, world, data_root, batch_size, threads, device, precision, progress)
 
 
 def components(
     fine_tune: Annotated[bool, typer.Option("--ft/--no-ft", help="Also fine-tune each setting on FashionIQ "
                                             "(Table 5's FT columns).")] = True,
     out: Out = Path("runs/ablate"), world: World = None, data_root: DataRoot = None, recipe_size: Size = RecipeSize.tiny,
-    steps: Steps = None, batch_size: BatchSize = None, seed: Seed = 0, threads: Threads = 1, device: Device = None,
-    progress: Progress = True,
+    steps: Steps = None, batch_size: BatchSize = None, seed: Seed = 0, threads: Threads = 1, device: Device = "auto",
+    precision: Precision = "auto", progress: Progress = True,
 ) -> None:
     """The paper's Table 5: FashionBLIP-2 trained with CIR or CIR+CTR, with or without adapters,
     global or multi-head matching, evaluated after FACap only (no FT) and after FashionIQ
@@ -78,14 +80,14 @@ def components(
 
     scale = _scale(recipe_size, steps, seed)
     ablation = ablations.components(scale, fine_tune=fine_tune)
-    _run(ablation, scale, out, world, data_root, batch_size, threads, device, progress)
+    _run(ablation, scale, out, world, data_root, batch_size, threads, device, precision, progress)
 
 
 def pretraining(
     models: Annotated[str, typer.Option("--models", help="Comma-separated: fashionblip2, sprc.")] = "fashionblip2,sprc",
     out: Out = Path("runs/ablate"), world: World = None, data_root: DataRoot = None, recipe_size: Size = RecipeSize.tiny,
-    steps: Steps = None, batch_size: BatchSize = None, seed: Seed = 0, threads: Threads = 1, device: Device = None,
-    progress: Progress = True,
+    steps: Steps = None, batch_size: BatchSize = None, seed: Seed = 0, threads: Threads = 1, device: Device = "auto",
+    precision: Precision = "auto", progress: Progress = True,
 ) -> None:
     """The paper's Table 4: FashionBLIP-2 and SPRC fine-tuned on FashionIQ with and without FACap
     pre-training first, evaluated on FashionIQ and enhFashionIQ, with a paired test per model.
@@ -98,7 +100,7 @@ def pretraining(
     scale = _scale(recipe_size, steps, seed)
     with user_errors():
         ablation = ablations.pretraining(scale, [m.strip() for m in models.split(",") if m.strip()])
-    _run(ablation, scale, out, world, data_root, batch_size, threads, device, progress)
+    _run(ablation, scale, out, world, data_root, batch_size, threads, device, precision, progress)
 
 
 def _fractions(text: str) -> list[float]:
@@ -129,25 +131,21 @@ def _steps(text: str) -> tuple[int, int]:
 
 
 def _run(ablation, scale, out: Path, world: Path | None, data_root: Path | None, batch_size: int | None,
-         threads: int, device: str | None, progress: bool) -> None:
+         threads: int, device: str, precision: str, progress: bool) -> None:
     from cirbench.commands.core import user_errors
+    from cirbench.devices import resolve_device, resolve_precision
     from cirbench.experiments.ablations import DEFAULT_BATCH_SIZE, Where, run_ablation
 
     if world is not None and data_root is not None:
         raise typer.BadParameter("give --world (synthetic) or --data-root (real data), not both", param_hint="--world")
     batch_size = batch_size if batch_size is not None else DEFAULT_BATCH_SIZE[scale.size]
     with user_errors():
+        target = resolve_device(device)
         written = run_ablation(ablation, out, scale, Where(world, data_root), batch_size=batch_size, threads=threads,
-                               device=device or _default_device(), progress=progress)
+                               device=target, precision=resolve_precision(precision, target), progress=progress)
     if written["errors"]:
         typer.echo(f"error: {len(written['errors'])} evaluation(s) failed; see {out / 'results' / 'errors.jsonl'}", err=True)
         raise typer.Exit(1)
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Iterator, List, Optional
 
 import typer
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
+from cirbench.devices import DEVICE_HELP, PRECISION_HELP
+from cirbench.files import check_writable_folder
 
 
 class Missing(str, Enum):
@@ -46,7 +49,7 @@ def _console(stderr: bool = False):
 
 
 def _print_wide(renderable) -> None:
-    from cirbench.report.tables import print_wide
+    from cirbench.report.table_formats import print_wide
 
     print_wide(renderable, _console())
 
@@ -65,6 +68,66 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def refuse_unused(ctx, why: str, *names: str) -> None:
+    """Refuse the options among ``names`` (parameter names) that were given on the command line
+    but would be ignored by this invocation: one line naming the first one and ``why``.
+
+    Every command calls it where an option acts only in some modes (``eval --all``, ``doctor
+    --gpu``, ...): an option either acts or is refused, never ignored without a word."""
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name in names else None
+        # by name: typer may carry its own copy of click's ParameterSource enum
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            raise DataError("command line", param.opts[0], f"not used here: {why}")
+
+
+@contextmanager
+def library_output_to_stderr(active: bool = True) -> Iterator[None]:
+    """Around the work of a ``--json`` command (not its final print), so that stdout holds exactly
+    the command's JSON whatever the libraries print: anything printed goes to stderr, and the hub's
+    and transformers' progress bars ("Loading weights", "Writing model shards") are off."""
+    import os
+    import sys
+    from contextlib import redirect_stdout
+
+    if not active:
+        yield
+        return
+    bars = "HF_HUB_DISABLE_PROGRESS_BARS"
+    previous = os.environ.get(bars)
+    os.environ[bars] = "1"  # read when huggingface_hub / transformers are imported
+    restore = _disable_loaded_progress_bars()
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        restore()
+        if previous is None:
+            os.environ.pop(bars, None)
+        else:
+            os.environ[bars] = previous
+
+
+def _disable_loaded_progress_bars():
+    """Turn off the progress bars of huggingface_hub / transformers if already imported; returns the undo."""
+    import sys
+
+    undo = []
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        if not are_progress_bars_disabled():
+            disable_progress_bars()
+            undo.append(enable_progress_bars)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        if hf_logging.is_progress_bar_enabled():
+            hf_logging.disable_progress_bar()
+            undo.append(hf_logging.enable_progress_bar)
+    return lambda: [step() for step in undo]
+
+
 # ---- models ----------------------------------------------------------------------------------
 
 
@@ -77,7 +140,7 @@ def models(
     """
     from rich.table import Table
 
-    from cirbench.interface import MODELS, list_model_specs
+    from cirbench.baselines.zoo import MODELS, list_model_specs
 
     table = Table(title="Registered models (spec = name:variant)")
     table.add_column("spec", no_wrap=True)
@@ -120,25 +183,27 @@ def _print_parameter_counts() -> None:
 
 
 def eval_model(
-    model: Optional[str] = typer.Option(None, "--model", help="Model spec name[:variant]; see `cirbench models`."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Benchmark name, e.g. fashioniq, enhfashioniq."),
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, "--model", help="Without --all: model spec name[:variant]; see `cirbench models`."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Without --all: benchmark name, e.g. fashioniq, enhfashioniq."),
     data_root: Path = typer.Option(..., "--data-root", help="The benchmark's folder (FashionIQ layout); with --all, the folder holding one subfolder per benchmark (fashioniq/, enhfashioniq/)."),
     all_: bool = typer.Option(False, "--all", help="Every trained model under --runs and every zero-shot model x every benchmark under --data-root; failures become error rows; finished results are reused."),
-    runs: Path = typer.Option(Path("runs"), "--runs", help="With --all: where trained models (*/final/) are looked for."),
-    zero_shot: str = typer.Option("clip_image_only,clip_text_only,clip_sum", "--zero-shot", help="With --all: comma-separated zero-shot model specs."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Folder written by training (save_pretrained)."),
-    split: str = typer.Option("val", "--split", help="Split to evaluate."),
-    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated, e.g. dress,shirt (default: all)."),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="With --all only: where trained models (*/final/) are looked for."),
+    zero_shot: str = typer.Option("clip_image_only,clip_text_only,clip_sum", "--zero-shot", help="With --all only: comma-separated zero-shot model specs."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Without --all: the model folder written by training or import-weights (save_pretrained)."),
+    split: str = typer.Option("val", "--split", help="Split to evaluate (with --all: on every benchmark)."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated, e.g. dress,shirt (default: all; with --all: on every benchmark)."),
     missing: Missing = typer.Option(Missing.error, "--missing", help="Queries whose images are missing: stop, or skip them."),
     protocol: str = typer.Option("fashioniq/v1", "--protocol", help="Evaluation protocol id."),
     out: Optional[Path] = typer.Option(None, "--out", show_default="runs/<timestamp>-<model>-<dataset>", help="Run folder for results.jsonl and ranks.jsonl (appended)."),
     show_table: bool = typer.Option(False, "--table", help="Print the Table-3 layout of this run."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default="$CIRBENCH_CACHE or ~/.cache/cirbench/features", help="Where encoded galleries are cached."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default="features/ under $CIRBENCH_CACHE, else ~/.cache/cirbench/features", help="Where encoded galleries are cached."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode galleries afresh and cache nothing."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per encoder batch."),
     chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Queries scored at once."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    num_workers: int = typer.Option(0, "--num-workers", min=0, help="Image loading worker processes."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP + " bf16 also holds the frozen ViT's weights in bf16."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, show_default="0 on CPU, up to 8 on CUDA", help="Image decoding worker processes."),
     seed: int = typer.Option(0, "--seed", help="Seed for torch and the bootstrap intervals."),
 ) -> None:
     """Evaluate one model on one benchmark: target ranks, Recall@K with 95% intervals, records.
@@ -147,24 +212,40 @@ def eval_model(
 
     Example: cirbench eval --all --table --data-root runs/demo/data --runs runs/demo/train --zero-shot clip_sum:synth_tiny
     """
-    from cirbench.data.registry import DATASETS
+    from cirbench.data.benchmarks import DATASETS
     from cirbench.eval.protocols import get_protocol
-    from cirbench.interface import resolve_spec
+    from cirbench.experiments.evaluate_all import build_for_evaluation
+    from cirbench.baselines.zoo import resolve_spec
+    from cirbench.model_folder import folder_config_hash
 
-    if all_:
-        return _eval_all(data_root, runs, zero_shot, out, protocol, cache_dir, no_cache, device, seed, show_table)
+    from cirbench.devices import resolve_device, resolve_precision
+    from cirbench.eval.evaluator import default_num_workers
+
     with user_errors():
+        device = resolve_device(device)
+        options = EvalOptions(device, resolve_precision(precision, device), batch_size, chunk_size,
+                              default_num_workers(device) if num_workers is None else num_workers)
+    wanted = tuple(c.strip() for c in categories.split(",") if c.strip()) if categories else None
+    if all_:
+        with user_errors():
+            refuse_unused(ctx, "--all evaluates every trained model under --runs and every benchmark under --data-root",
+                          "model", "dataset", "checkpoint")
+        benchmarks = dict(split=split, categories=wanted, missing=missing.value)
+        return _eval_all(data_root, runs, zero_shot, out, protocol, benchmarks, cache_dir, no_cache, options, seed,
+                         show_table)
+    with user_errors():
+        refuse_unused(ctx, "--runs and --zero-shot choose the models of --all", "runs", "zero_shot")
         if not model or not dataset:
             raise DataError("command line", "--model/--dataset", "give both (or --all)")
         spec = resolve_spec(model)
         eval_protocol = get_protocol(protocol)
-        _check_device(device)
-        wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
-        splits = DATASETS.get(dataset)(data_root, split=split, categories=wanted, missing=missing.value)
-        built = _build_on_device(str(spec), checkpoint, device, seed)
-        result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, batch_size, chunk_size, device, num_workers)
         run_dir = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{str(spec).replace(':', '_')}-{dataset}"
-        records = _write_results(result, eval_protocol, run_dir, seed, _checkpoint_config_hash(checkpoint))
+        check_writable_folder(run_dir)  # before anything is encoded: the work would be lost at the end
+        splits = DATASETS.get(dataset)(data_root, split=split, categories=list(wanted) if wanted else None,
+                                       missing=missing.value)
+        built = build_for_evaluation(str(spec), checkpoint, options.device, options.precision, seed)
+        result = _evaluate(built, splits, eval_protocol, cache_dir, no_cache, options)
+        records = _write_results(result, eval_protocol, run_dir, seed, folder_config_hash(checkpoint))
     _console().print(f"wrote {len(records)} records to {run_dir}", markup=False)
     if show_table:
         from cirbench.results import read_ranks
@@ -172,42 +253,25 @@ def eval_model(
         _print_tables(records, read_ranks([run_dir]))
 
 
-def _check_device(device: str) -> None:
-    import torch
+@dataclass(frozen=True)
+class EvalOptions:
+    """How ``eval`` runs, resolved from its options (device and precision by ``cirbench.devices``)."""
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError("--device", device, "CUDA is not available on this machine; use --device cpu")
-
-
-def _build_on_device(spec: str, checkpoint: Path | None, device: str, seed: int):
-    import torch
-
-    from cirbench.interface import build_model
-
-    torch.manual_seed(seed)
-    model = build_model(spec, checkpoint=checkpoint)
-    return model.to(device) if isinstance(model, torch.nn.Module) else model
+    device: str
+    precision: str
+    batch_size: int
+    chunk_size: int
+    num_workers: int
 
 
-def _evaluate(model, splits, protocol, cache_dir, no_cache, batch_size, chunk_size, device, num_workers):
+def _evaluate(model, splits, protocol, cache_dir, no_cache, options: EvalOptions):
     from cirbench.eval.evaluator import evaluate
     from cirbench.eval.retrieval import default_cache_dir
 
     cache = None if no_cache else (cache_dir or default_cache_dir())
-    return evaluate(model, splits, protocol, batch_size=batch_size, chunk_size=chunk_size, cache_dir=cache,
-                    device=device, num_workers=num_workers)
-
-
-def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
-    """The recipe hash a training run stored in its checkpoint's config.json, if any."""
-    config = checkpoint / "config.json" if checkpoint else None
-    if config is None or not config.is_file():
-        return None
-    try:
-        value = json.loads(config.read_text()).get("config_hash")
-    except (ValueError, AttributeError):
-        raise DataError(config, "config_hash", "not a JSON object") from None
-    return str(value) if value else None
+    return evaluate(model, splits, protocol, batch_size=options.batch_size, chunk_size=options.chunk_size,
+                    cache_dir=cache, device=options.device, num_workers=options.num_workers,
+                    precision=options.precision)
 
 
 def _write_results(result, protocol, run_dir: Path, seed: int, config_hash: str | None) -> list[dict]:
@@ -221,7 +285,8 @@ def _write_results(result, protocol, run_dir: Path, seed: int, config_hash: str 
 
 def _print_tables(records: list[dict], ranks: list[dict], *, reported: bool = False, ci: bool = False,
                   errors: list[dict] | None = None) -> None:
-    from cirbench.report.tables import build_tables, to_rich
+    from cirbench.report.table_formats import to_rich
+    from cirbench.report.tables import build_tables
 
     for built in build_tables(records, ranks, reported=reported, ci=ci, errors=errors or []):
         _print_wide(to_rich(built, ci=ci))
@@ -241,7 +306,8 @@ def table(
 
     Example: cirbench table runs/ --reported --format markdown --out results/tables
     """
-    from cirbench.report.tables import load_tables, render, to_rich, write_tables
+    from cirbench.report.table_formats import render, to_rich, write_tables
+    from cirbench.report.tables import load_tables
 
     if not results and not reported:
         raise typer.BadParameter("give result files or run folders, or --reported")
@@ -261,14 +327,15 @@ def table(
 
 
 def report(
-    results: Path = typer.Argument(..., help="A results folder (results.jsonl, ranks.jsonl, tables/, plots/, grids/)."),
+    results: Path = typer.Argument(..., help="A results folder (results.jsonl, ranks.jsonl, report_plan.json, plots/, grids/)."),
     out: Optional[Path] = typer.Option(None, "--out", help="The HTML file (default: RESULTS/report.html)."),
     title: str = typer.Option("cirbench results", "--title"),
     reported: bool = typer.Option(False, "--reported", help="Add the paper's printed Table-3 rows, marked 'reported'."),
 ) -> None:
-    """One self-contained HTML page for a results folder: its Table-3 tables with intervals, every
-    other table under tables/ (Tables 4 and 5, data size), the paired findings, plots and grids
-    (images embedded), and where the numbers come from.
+    """One self-contained HTML page for a results folder, built from its records: a summary
+    (mean recall per model, and the difference from the text-blind baseline), plots, the paired
+    findings and the paper tables its report plan names (written by the demo and the ablations),
+    the Table-3 tables with intervals, grids (images embedded), and where the numbers come from.
 
     Example: cirbench report runs/ablate/results --title "FACap ablations"
     """
@@ -285,8 +352,9 @@ def report(
 def compare(
     run_a: Path = typer.Argument(..., help="Run folder (or results.jsonl) of run a."),
     run_b: Path = typer.Argument(..., help="Run folder (or results.jsonl) of run b."),
-    model_a: Optional[str] = typer.Option(None, "--model-a", help="Model spec to take from run a (if it holds several)."),
-    model_b: Optional[str] = typer.Option(None, "--model-b", help="Model spec to take from run b (if it holds several)."),
+    model_a: Optional[str] = typer.Option(None, "--model-a", help="The model to take from run a when it holds several (eval --all, demo): its table label or its spec."),
+    model_b: Optional[str] = typer.Option(None, "--model-b", help="The same for run b."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="The benchmark to compare on when the runs hold several."),
     k: List[int] = typer.Option([10, 50], "--k", help="Cut-offs to test (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the permutations."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per cut-off."),
@@ -295,34 +363,23 @@ def compare(
     paired bootstrap 95% interval, sign-flip permutation p-value, McNemar counts.
 
     Example: cirbench compare runs/clip_sum runs/clip_image_only --k 10 --k 50
+
+    Example: cirbench compare runs/demo/results runs/demo/results --model-a CLIP4CIR --model-b "CLIP image + text (zero-shot)" --dataset fashioniq
     """
     from dataclasses import asdict
 
     from cirbench.eval.metrics import paired_test
+    from cirbench.results import pick_query_ranks
 
     with user_errors():
-        ranks_a, ranks_b = _query_ranks(run_a, model_a), _query_ranks(run_b, model_b)
+        ranks_a = pick_query_ranks(run_a, model_a, dataset, option="--model-a")
+        ranks_b = pick_query_ranks(run_b, model_b, dataset, option="--model-b")
         tests = [paired_test(ranks_a, ranks_b, cutoff, seed=seed) for cutoff in k]
     if json_output:
         for test in tests:
             typer.echo(json.dumps(asdict(test)))
         return
     _print_wide(_paired_table(tests, run_a, run_b))
-
-
-def _query_ranks(run: Path, model: str | None):
-    """The QueryRanks of one model in a run; refuses a run that holds several without --model."""
-    import numpy as np
-
-    from cirbench.eval.metrics import QueryRanks
-    from cirbench.results import read_ranks
-
-    rows = [r for r in read_ranks([run]) if model is None or r["model"] == model]
-    groups = sorted({(r["model"], r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"]) for r in rows})
-    if len(groups) != 1:
-        found = "; ".join(" ".join(map(str, g)) for g in groups) or "none"
-        raise DataError(run, "ranks.jsonl", f"expected one model/dataset/split, found: {found} (use --model-a/--model-b)")
-    return [QueryRanks(r["protocol"], r["category"], r["query_ids"], np.asarray(r["ranks"], dtype=np.int64)) for r in rows]
 
 
 def _paired_table(tests, run_a: Path, run_b: Path):
@@ -346,7 +403,7 @@ def bench_eval(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (ratio, peak_mb, times)."),
     chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Queries scored at once."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Timed runs per path after one warm-up (best kept)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the random features."),
 ) -> None:
     """Time the evaluator's scoring + ranking on FashionIQ-val-sized random multihead features
@@ -354,11 +411,13 @@ def bench_eval(
 
     Example: cirbench bench eval --json
     """
-    from cirbench.eval.bench import run_eval_bench
+    from cirbench.devices import resolve_device
+    from cirbench.eval.bench_scoring import run_eval_bench
 
     with user_errors():
-        _check_device(device)
-    with _console(stderr=True).status(f"timing both paths on three categories, best of {repeats} ..."):
+        device = resolve_device(device)
+    with _console(stderr=True).status(f"timing both paths on three categories, best of {repeats} ..."), \
+            library_output_to_stderr(json_output):
         report = run_eval_bench(chunk_size=chunk_size, repeats=repeats, seed=seed, device=device)
     if json_output:
         typer.echo(json.dumps(report))
@@ -381,26 +440,32 @@ def _bench_table(report: dict):
     return table
 
 
-def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], protocol: str,
-              cache_dir: Optional[Path], no_cache: bool, device: str, seed: int, show_table: bool) -> None:
+def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], protocol: str, benchmark_options: dict,
+              cache_dir: Optional[Path], no_cache: bool, options: EvalOptions, seed: int, show_table: bool) -> None:
     """``eval --all``: models x benchmarks through cirbench.experiments.evaluate_all."""
     from cirbench.eval.retrieval import default_cache_dir
     from cirbench.experiments.evaluate_all import ModelEntry, evaluate_all, find_benchmarks, trained_models
-    from cirbench.interface import resolve_spec
+    from cirbench.baselines.zoo import resolve_spec
     from cirbench.results import read_errors, read_ranks, read_records
 
     with user_errors():
-        benchmarks = find_benchmarks(data_root)
+        benchmarks = find_benchmarks(data_root, **benchmark_options)
         if not benchmarks:
             raise DataError(data_root, "benchmarks", "no benchmark folder (fashioniq/, enhfashioniq/ with captions/) here")
         specs = [str(resolve_spec(s.strip())) for s in zero_shot.split(",") if s.strip()]
         models = [ModelEntry(f"{spec} (zero-shot)", spec) for spec in specs] + trained_models(runs)
         run_dir = out or Path("runs") / "eval-all"
-        errors = evaluate_all(models, benchmarks, run_dir, protocol_id=protocol, device=device, seed=seed,
+        errors = evaluate_all(models, benchmarks, run_dir, protocol_id=protocol, device=options.device, seed=seed,
                               cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-                              log=lambda line: _console().print(line, markup=False, highlight=False))
+                              log=lambda line: _console().print(line, markup=False, highlight=False),
+                              batch_size=options.batch_size, chunk_size=options.chunk_size,
+                              precision=options.precision, num_workers=options.num_workers)
         if show_table:
             _print_tables(read_records([run_dir]), read_ranks([run_dir]), errors=read_errors([run_dir]))
     for row in errors:
         _console().print(f"error row: {row['label']} on {row['dataset']}: {row['error']}", style="red", markup=False)
     _console().print(f"results: {run_dir}", markup=False)
+    if errors:  # the other rows are written; the command still failed
+        _console(stderr=True).print(f"error: {len(errors)} of {len(models) * len(benchmarks)} evaluations failed "
+                                    f"(error rows above; {run_dir / 'errors.jsonl'})", style="red", markup=False)
+        raise typer.Exit(1)

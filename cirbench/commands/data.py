@@ -10,7 +10,8 @@ from typing import List, Optional
 
 import typer
 
-from cirbench.commands.core import user_errors
+from cirbench.commands.core import refuse_unused, user_errors
+from cirbench.progress import progress_bar
 
 
 FETCHABLE = ("fashioniq",)
@@ -21,13 +22,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("make-standins")(make_standins)
 
 
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-
-
 def fetch(
+    ctx: typer.Context,
     dataset: str = typer.Argument(..., help="What to download: fashioniq."),
     root: Path = typer.Option(..., "--root", help="Folder to fill: captions/, image_splits/, image_url/, images/."),
     base_url: Optional[str] = typer.Option(
@@ -58,7 +54,10 @@ def fetch(
             f"can fetch {', '.join(FETCHABLE)}; enhFashionIQ is built with `cirbench build-enhfiq`"
         )
     settings = fetching.FetchSettings(workers=workers, timeout=timeout, retries=retries)
-    with user_errors(), _progress() as progress:
+    with user_errors():
+        if not images:
+            refuse_unused(ctx, "they download images, and --no-images downloads none", "workers", "url_lists_base_url")
+    with user_errors(), progress_bar() as progress:
         task = progress.add_task("images", total=None)
         report = fetching.fetch_fashioniq(
             root,
@@ -110,7 +109,7 @@ def make_standins(
     with user_errors():
         copied = standins.copy_annotations(annotations, root) if annotations else 0
         image_ids = standins.annotation_image_ids(root, split or None)
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("stand-in images", total=len(image_ids))
             written = standins.write_standin_images(
                 root, image_ids, size=size, on_image=lambda: progress.advance(task)

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from cirbench.devices import DEVICE_HELP, PRECISION_HELP
+
 
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Run folder; a rerun reuses what is already built.")] = Path("runs/demo"),
@@ -15,6 +17,8 @@ def demo(
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads per process (1 is fastest for tiny models).")] = 1,
     jobs: Annotated[Optional[int], typer.Option("--jobs", min=1, show_default="2, or 1 on a one-core machine", help="Trainings and evaluations run at once, one process each (their output goes to OUT/logs/).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    device: Annotated[str, typer.Option("--device", help="Training and evaluation device: " + DEVICE_HELP)] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="Evaluation precision: " + PRECISION_HELP)] = "auto",
 ) -> None:
     """Build FACap-style and enhFashionIQ-style data from the synthetic world, train FashionBLIP-2,
     SPRC and CLIP4CIR with the tiny recipes, evaluate them and zero-shot CLIP on both benchmarks,
@@ -24,11 +28,17 @@ def demo(
     Example: cirbench demo --quick
     """
     from cirbench.commands.core import user_errors
+    from cirbench.devices import resolve_device, resolve_precision
     from cirbench.experiments.demo import run_demo
     from cirbench.experiments.plan import FULL, QUICK
 
     with user_errors():
-        run_demo(QUICK if quick else FULL, out, world=world, threads=threads, jobs=jobs or default_jobs(), progress=progress)
+        target = resolve_device(device)
+        written = run_demo(QUICK if quick else FULL, out, world=world, threads=threads, jobs=jobs or default_jobs(),
+                           progress=progress, device=target, precision=resolve_precision(precision, target))
+    if written["errors"]:  # the tables and the report are written, with the error rows in them
+        typer.echo(f"error: {len(written['errors'])} evaluation(s) failed; see {out / 'results' / 'errors.jsonl'}", err=True)
+        raise typer.Exit(1)
 
 
 def default_jobs() -> int:

@@ -10,7 +10,8 @@ from typing import List, Optional
 
 import typer
 
-from cirbench.commands.core import user_errors
+from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
+from cirbench.devices import DEVICE_HELP, resolve_device
 
 
 class Backend(str, Enum):
@@ -43,8 +44,24 @@ TIMEOUT = typer.Option(120.0, "--timeout", min=0.1, help="openai: seconds per re
 GEN_BATCH = typer.Option(8, "--generation-batch", min=1, help="transformers: images or pairs per generate call.")
 MAX_NEW_TOKENS = typer.Option(128, "--max-new-tokens", min=1, help="Tokens generated per caption / text (paper: 128).")
 SEED = typer.Option(0, "--seed", help="Seed of the random pick among the top-20.")
-DEVICE = typer.Option("cpu", "--device", help="Device for the CLIP encoder and transformers backends.")
+DEVICE = typer.Option("cpu", "--device", help="Device for the CLIP encoder and transformers backends: " + DEVICE_HELP)
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+
+
+def _refuse_unused_backend_options(ctx: typer.Context, captioner: Backend, modifier: Backend) -> None:
+    """The backend options that neither chosen backend reads are refused, not ignored."""
+    kinds = {captioner.value, modifier.value}
+    if "openai" not in kinds:
+        refuse_unused(ctx, "for the openai backend (--captioner/--modifier openai)",
+                      "api_base", "api_key_env", "concurrency", "max_attempts", "timeout")
+    if "transformers" not in kinds:
+        refuse_unused(ctx, "for the transformers backend", "generation_batch")
+    if kinds == {"offline"}:
+        refuse_unused(ctx, "the offline backends generate no tokens", "max_new_tokens")
+    if captioner is Backend.offline:
+        refuse_unused(ctx, "the offline captioner has no model", "captioner_model")
+    if modifier is Backend.offline:
+        refuse_unused(ctx, "the offline modifier has no model", "modifier_model")
 
 
 def _stage_options(captioner_model: Optional[str], modifier_model: Optional[str], **shared) -> dict:
@@ -56,12 +73,13 @@ def _stage_options(captioner_model: Optional[str], modifier_model: Optional[str]
 
 
 def _world(world: Optional[Path], quiet: bool) -> Path:
-    from cirbench.facap.world import ensure_world
+    from cirbench.synth.default_world import ensure_world
 
     return ensure_world(world, progress=not quiet)
 
 
 def build_facap(
+    ctx: typer.Context,
     fashion200k: Optional[Path] = typer.Option(None, "--fashion200k", help="Fashion200k folder (labels/, women/)."),
     deepfashion_mm: Optional[Path] = typer.Option(None, "--deepfashion-mm", help="DeepFashion-MultiModal folder (image/, captions.json, labels/)."),
     folder: Optional[Path] = typer.Option(None, "--folder", help="Any image folder, with --metadata."),
@@ -101,6 +119,10 @@ def build_facap(
     specs = [build.SourceSpec(k, p) for k, p in (("fashion200k", fashion200k), ("deepfashion_mm", deepfashion_mm)) if p]
     specs += [build.SourceSpec("folder", folder, metadata)] if folder else []
     with user_errors():
+        _refuse_unused_backend_options(ctx, captioner, modifier)
+        if specs:
+            refuse_unused(ctx, "the synthetic world is the input only when no source is given", "world")
+        device = resolve_device(device)
         world_dir = _world(world, quiet) if not specs else None
         embedder = _world_embedder(clip_model, world_dir, device) if world_dir else None
         config = build.FacapBuildConfig(
@@ -121,7 +143,7 @@ def _world_embedder(clip_model: Optional[str], world_dir: Path, device: str):
     """On the synthetic world, the default encoder is the world's own pre-trained tiny CLIP."""
     from rich.console import Console
 
-    from cirbench.facap.world import world_embedder
+    from cirbench.synth.default_world import world_embedder
 
     embedder, note = _run_backend_errors(lambda: world_embedder(clip_model, world_dir, device))
     if note:
@@ -132,21 +154,19 @@ def _world_embedder(clip_model: Optional[str], world_dir: Path, device: str):
 def _backends(config, embedder=None) -> tuple:
     """(embedder, captioner, modifier) of a build config, made before any work starts. The offline
     captioner reads the attributes of images without metadata with the pairing CLIP, if any."""
-    from cirbench.facap.backends import build_captioner_for, build_modifier
-    from cirbench.facap.embedding import make_embedder
+    from cirbench.facap.backends import make_annotators
 
-    embedder = _run_backend_errors(lambda: embedder or make_embedder(config.clip_model, config.device))
-    captioner = _run_backend_errors(lambda: build_captioner_for(config.captioner, config.captioner_options, embedder))
-    return embedder, captioner, _run_backend_errors(lambda: build_modifier(config.modifier, config.modifier_options))
+    return _run_backend_errors(lambda: make_annotators(config, embedder))
 
 
 def _run_backend_errors(run):
-    """Set-up problems (no model given, no server URL, weights not downloaded) are usage errors."""
-    from cirbench.data.schema import DataError
+    """Set-up problems (no model given, no server URL) are usage errors; bad data and weights that
+    are not on this machine are one line (user_errors), naming the file or what to download."""
+    from cirbench.errors import DataError
 
     try:
         return run()
-    except DataError:
+    except (DataError, FileNotFoundError):
         raise
     except (ValueError, OSError, RuntimeError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -172,6 +192,7 @@ def _report_build(manifest: dict, out: Path) -> None:
 
 
 def build_enhfiq(
+    ctx: typer.Context,
     fashioniq: Optional[Path] = typer.Option(None, "--fashioniq", help="FashionIQ folder (captions/, image_splits/, images/); default: the synthetic world's."),
     world: Optional[Path] = WORLD,
     out: Path = typer.Option(Path("enhfashioniq"), "--out", help="Output folder, in FashionIQ layout."),
@@ -206,6 +227,10 @@ def build_enhfiq(
     from cirbench.facap.pipeline import PipelineSettings
 
     with user_errors():
+        _refuse_unused_backend_options(ctx, captioner, modifier)
+        if fashioniq is not None:
+            refuse_unused(ctx, "the synthetic world's FashionIQ-like split is the input only without --fashioniq", "world")
+        device = resolve_device(device)
         world_dir = _world(world, quiet) if fashioniq is None else None
         embedder = _world_embedder(clip_model, world_dir, device) if world_dir else None
         config = enhfiq.EnhFiqBuildConfig(
@@ -232,7 +257,7 @@ def facap_stats(
 
     Example: cirbench facap-stats facap --fashioniq data/fashioniq
     """
-    from cirbench.facap import stats
+    from cirbench.facap import dataset_stats as stats
 
     if root is None and fashioniq is None:
         raise typer.BadParameter("give a FACap folder, --fashioniq DIR, or both")
@@ -248,7 +273,7 @@ def facap_stats(
 def _print_stats_table(rows) -> None:
     from rich.table import Table
 
-    from cirbench.report.tables import print_wide
+    from cirbench.report.table_formats import print_wide
 
     table = Table(title="Dataset statistics (paper Table 1 layout)")
     for name in ("dataset", "unique images", "triplets", "mod. vocab", "mod. avg len", "image-caption pairs", "caption vocab", "caption avg len"):
@@ -319,8 +344,8 @@ def _report_json(summary: dict, auto: dict) -> dict:
 def _print_quality_table(summary: dict, auto: dict) -> None:
     from rich.table import Table
 
-    from cirbench.report.tables import print_wide
     from cirbench.facap.quality import CRITERIA
+    from cirbench.report.table_formats import print_wide
 
     table = Table(title="Annotation quality (paper Table 2 layout): mean ± std over all ratings")
     table.add_column("dataset")
@@ -352,9 +377,10 @@ def bench_pairing(
 
     Example: cirbench bench pairing --n 227680 --dim 768 --json
     """
-    from cirbench.facap.bench import bench_pairing as run
+    from cirbench.facap.bench_pairing import bench_pairing as run
 
-    report = run(n, dim, seed, repeats)
+    with library_output_to_stderr(as_json):
+        report = run(n, dim, seed, repeats)
     if as_json:
         typer.echo(json.dumps(report))
         return

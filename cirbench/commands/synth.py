@@ -31,9 +31,9 @@ def synth(
     Example: cirbench synth --preset default --out world --seed 0
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cirbench.commands.core import user_errors
+    from cirbench.progress import progress_bar
     from cirbench.synth.presets import resolve_knobs
     from cirbench.synth.world import MANIFEST, check_target, plan_world, write_plan
 
@@ -43,15 +43,8 @@ def synth(
         if check_target(out, plan.settings()):
             console.print(f"{out} already holds this world (preset {preset}, seed {seed}); nothing to do.")
             return
-        with Progress(
-            TextColumn("drawing images"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("draw", total=len(plan.images()))
+        with progress_bar(transient=True, console=console) as progress:
+            task = progress.add_task("drawing images", total=len(plan.images()))
             write_plan(out, plan, workers=workers, on_image=lambda done, _: progress.update(task, completed=done))
     console.print(
         f"wrote {len(plan.images())} images to {out} (preset {preset}, seed {seed}); manifest: {out / MANIFEST}"
@@ -73,7 +66,7 @@ def synth_stats(
     from rich.table import Table
 
     from cirbench.commands.core import user_errors
-    from cirbench.synth.stats import world_text_stats
+    from cirbench.synth.text_stats import world_text_stats
 
     with user_errors():
         stats = world_text_stats(world)
@@ -111,30 +104,41 @@ def synth_backbones(
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for tiny models).")] = 1,
 ) -> None:
     """Pre-train the tiny CLIP (contrast, ~3 min) and the tiny BLIP-2 (contrast + matching, ~12 min)
-    on the world's image-caption pairs into WORLD/backbones/; the synth_tiny model variants use them. Reused
-    while the settings match. Point synth_tiny at them in a shell with
-    CIRBENCH_SYNTH_CLIP=WORLD/backbones/clip and CIRBENCH_SYNTH_BLIP2=WORLD/backbones/blip2.
+    on the world's image-caption pairs into WORLD/backbones/ (for the default world: the shipped pair, in
+    seconds). Reused while the settings match. From then on the synth_tiny model variants of every
+    command use them (recorded in $CIRBENCH_CACHE or ~/.cache/cirbench); CIRBENCH_SYNTH_CLIP and
+    CIRBENCH_SYNTH_BLIP2 still override.
 
     Example: cirbench synth-backbones --world world
     """
     from cirbench.commands.core import user_errors
-    from cirbench.synth.backbones import BackboneRecipe, ensure_backbones, pretraining_progress
+    from cirbench.progress import progress_bar
+    from cirbench.synth.tiny_backbones import BackboneRecipe, ensure_backbones
 
     import torch
 
     torch.set_num_threads(threads)  # two threads on two busy cores run 15x slower (measured)
     recipe = BackboneRecipe(steps=steps, batch_size=batch_size, seed=seed)
-    with user_errors(), pretraining_progress(bars=True) as advance:
+    with user_errors(), progress_bar(transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def advance(name: str, step: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"pre-training tiny {name}", total=total)
+            progress.update(tasks[name], completed=step)
+
         dirs = ensure_backbones(world, recipe, advance)
         if ship:
-            from cirbench.synth.backbones import ship_backbones
+            from cirbench.synth.tiny_backbones import ship_backbones
 
             typer.echo(f"shipped: {ship_backbones(world)}")
     for name, folder in dirs.items():
         typer.echo(f"{name}: {folder}")
+    typer.echo("synth_tiny models now use these backbones (CIRBENCH_SYNTH_CLIP / CIRBENCH_SYNTH_BLIP2 override)")
 
 
 def synth_probe(
+    ctx: typer.Context,
     world: Annotated[Path, typer.Option("--world", help="A folder written by cirbench synth, with backbones/.")],
     backbone: Annotated[str, typer.Option(help="blip2, clip, or both.")] = "both",
     split: Annotated[str, typer.Option(help="FashionIQ-like split whose images are probed.")] = "val",
@@ -163,17 +167,22 @@ def synth_probe(
     from rich.console import Console
     from rich.table import Table
 
-    from cirbench.commands.core import user_errors
-    from cirbench.data.schema import DataError
-    from cirbench.synth.backbones import backbone_dirs
+    from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
+    from cirbench.errors import DataError
+    from cirbench.synth.tiny_backbones import backbone_dirs
     from cirbench.synth.probe import backbone_scorer, probe_attributes
 
     torch.set_num_threads(threads)
+    with user_errors():
+        if model is not None:
+            refuse_unused(ctx, "--model probes a CIR model, not the backbones", "backbone")
+        else:
+            refuse_unused(ctx, "for the probe of a CIR model (--model)", "checkpoint", "references")
     if model is not None:
         _follow_probe(world, model, checkpoint, split, references, as_json)
         return
     kinds = ["blip2", "clip"] if backbone == "both" else [backbone]
-    with user_errors():
+    with user_errors(), library_output_to_stderr(as_json):
         if not set(kinds) <= {"blip2", "clip"}:
             raise DataError("--backbone", backbone, "expected blip2, clip or both")
         probes = []
@@ -205,13 +214,13 @@ def _follow_probe(world: Path, spec: str, checkpoint: Path | None, split: str, r
     from rich.console import Console
     from rich.table import Table
 
-    from cirbench.commands.core import user_errors
-    from cirbench.interface import build_model
-    from cirbench.synth.backbones import activate
+    from cirbench.commands.core import library_output_to_stderr, user_errors
+    from cirbench.baselines.zoo import build_model
+    from cirbench.synth.tiny_backbones import activate
     from cirbench.synth.follow import follow_probe, model_ranker
     from cirbench.synth.probe import probe_images
 
-    with user_errors():
+    with user_errors(), library_output_to_stderr(as_json):
         activate(world)  # synth_tiny variants read this world's backbones
         cir_model = build_model(spec, checkpoint).eval()
         groups = probe_images(world, split)

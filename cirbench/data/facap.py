@@ -19,7 +19,8 @@ from typing import Callable, Iterable
 
 from cirbench.data.fashioniq import read_json
 from cirbench.data.images import check_relative_path
-from cirbench.data.schema import DataError, TrainTriplet
+from cirbench.errors import DataError
+from cirbench.data.schema import TrainTriplet
 
 log = logging.getLogger(__name__)
 

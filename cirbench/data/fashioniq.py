@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from cirbench.data.images import check_image_id, index_image_folder
-from cirbench.data.schema import CIRQuery, DataError, EvalSplit, TrainTriplet
+from cirbench.errors import DataError
+from cirbench.data.schema import CIRQuery, EvalSplit, TrainTriplet
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,28 @@ def read_split_file(path: Path) -> list[str]:
 
 
 def read_caption_file(path: Path, require_target: bool) -> list[Annotation]:
+    """Every entry checked. An empty list is refused (a category with no query would average in as
+    nothing), and so is an entry with a target that repeats an earlier one exactly (the same query
+    would count twice). Entries without a target (test splits) may repeat: the real FashionIQ test
+    files hold a few such repeats, and they are never scored."""
     data = read_json(path)
     if not isinstance(data, list):
         raise DataError(path, "top level", f"expected a JSON list of queries, got {type(data).__name__}")
-    return [_parse_annotation(entry, i, path, require_target) for i, entry in enumerate(data)]
+    if not data:
+        raise DataError(path, "top level", "an empty list: no query to read")
+    annotations = [_parse_annotation(entry, i, path, require_target) for i, entry in enumerate(data)]
+    first_seen: dict[tuple, int] = {}
+    for ann in annotations:
+        if ann.target_id is None:
+            continue
+        key = (ann.reference_id, ann.target_id, ann.captions)
+        if key in first_seen:
+            raise DataError(
+                path, f"entry {ann.index} (candidate {ann.reference_id})",
+                f"repeats entry {first_seen[key]} exactly (same candidate, target and captions): the query would count twice",
+            )
+        first_seen[key] = ann.index
+    return annotations
 
 
 def _parse_annotation(entry: object, index: int, path: Path, require_target: bool) -> Annotation:

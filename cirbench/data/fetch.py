@@ -7,36 +7,33 @@ repository (hongwang600/fashion-iq-metadata) whose ``image_url/asin2url.{categor
 URLs are dead: the report counts them, lists them, and says how many val queries keep both their
 reference and target image.
 
-Resumable: a file already in place is complete (every download is written to ``*.part`` and
-renamed), so a rerun fetches only what is missing, dead links and transient failures included.
-Transient errors (5xx, 408, 429, timeouts, connection errors) are retried with exponential
-backoff; other 4xx answers are dead links and are not retried.
+Resumable: a file already in place is complete (every download is written atomically, see
+``cirbench.files``), so a rerun fetches only what is missing, dead links and transient failures
+included. Requests go through the one HTTP client (``cirbench.http_client``): transient errors
+(5xx, 408, 425, 429, timeouts, connection errors) are retried with exponential backoff; other 4xx
+answers (401 and 403 included) are dead links and are not retried.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
-from urllib.error import HTTPError
-from urllib.request import Request, urlopen
 
 from cirbench import __version__
 from cirbench.data.fashioniq import DEFAULT_CATEGORIES, caption_path, read_category, split_path
 from cirbench.data.images import check_image_id, index_image_folder
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
+from cirbench.files import write_atomic, write_json_atomic
+from cirbench.http_client import HTTPFailure, HttpClient, RetryPolicy, redact_url
 
 ANNOTATIONS_BASE_URL = "https://raw.githubusercontent.com/XiaoxiaoGuo/fashion-iq/master"
 URL_LISTS_BASE_URL = "https://raw.githubusercontent.com/hongwang600/fashion-iq-metadata/master"
 SPLITS = ("train", "val", "test")
 REPORT_NAME = "fetch_report.json"
 USER_AGENT = f"Mozilla/5.0 (compatible; cirbench-fetch/{__version__})"
-TRANSIENT_HTTP_CODES = {408, 425, 429}  # and every 5xx
 
 
 class TransientError(Exception):
@@ -55,35 +52,18 @@ class FetchSettings:
     backoff: float = 1.0  # seconds before the first retry, doubled for each next one
 
 
-def http_get(url: str, timeout: float) -> bytes:
-    request = Request(url, headers={"User-Agent": USER_AGENT})
+def fetch_client(settings: FetchSettings) -> HttpClient:
+    """The HTTP client of one fetch, shared by its download threads."""
+    policy = RetryPolicy(max_attempts=settings.retries + 1, backoff_s=settings.backoff, timeout_s=settings.timeout)
+    return HttpClient(policy, headers={"User-Agent": USER_AGENT}, max_connections=settings.workers)
+
+
+def download(client: HttpClient, url: str) -> bytes:
+    """The bytes at ``url``; ``DeadLink`` or, once the retries are spent, ``TransientError``."""
     try:
-        with urlopen(request, timeout=timeout) as response:
-            return response.read()
-    except HTTPError as exc:
-        if exc.code >= 500 or exc.code in TRANSIENT_HTTP_CODES:
-            raise TransientError(f"HTTP {exc.code}") from exc
-        raise DeadLink(f"HTTP {exc.code}") from exc
-    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, short reads
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
-    except ValueError as exc:  # not a URL urllib can open
-        raise DeadLink(f"bad URL ({exc})") from exc
-
-
-def get_with_retries(url: str, settings: FetchSettings) -> bytes:
-    for attempt in range(settings.retries):
-        try:
-            return http_get(url, settings.timeout)
-        except TransientError:
-            time.sleep(settings.backoff * 2**attempt)
-    return http_get(url, settings.timeout)  # the last attempt: its error goes to the caller
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write under ``<name>.part`` then rename: a file at ``path`` is always complete."""
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+        return client.get(url)
+    except HTTPFailure as exc:
+        raise (TransientError if exc.transient else DeadLink)(str(exc)) from None
 
 
 def annotation_files(categories: Sequence[str], splits: Sequence[str]) -> list[Path]:
@@ -95,7 +75,7 @@ def url_list_file(category: str) -> Path:
     return Path("image_url") / f"asin2url.{category}.txt"
 
 
-def fetch_files(root: Path, base_url: str, relative_paths: Iterable[Path], settings: FetchSettings,
+def fetch_files(root: Path, base_url: str, relative_paths: Iterable[Path], client: HttpClient,
                 check: Callable[[bytes, str], None]) -> list[Path]:
     """Download the files not yet under ``root``; ``check(data, url)`` refuses a bad one before it lands."""
     fetched = []
@@ -105,9 +85,9 @@ def fetch_files(root: Path, base_url: str, relative_paths: Iterable[Path], setti
             continue
         url = f"{base_url.rstrip('/')}/{relative.as_posix()}"
         try:
-            data = get_with_retries(url, settings)
+            data = download(client, url)
         except (DeadLink, TransientError) as exc:
-            raise DataError(url, "download", f"{exc}; check the base URL or the network") from None
+            raise DataError(redact_url(url), "download", f"{exc}; check the base URL or the network") from None
         check(data, url)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, data)
@@ -119,14 +99,14 @@ def check_json(data: bytes, url: str) -> None:
     try:
         json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(url, "download", f"not a JSON file ({exc})") from None
+        raise DataError(redact_url(url), "download", f"not a JSON file ({exc})") from None
 
 
 def check_text(data: bytes, url: str) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(url, "download", f"not a UTF-8 text file ({exc})") from None
+        raise DataError(redact_url(url), "download", f"not a UTF-8 text file ({exc})") from None
 
 
 def read_url_list(path: Path) -> dict[str, str]:
@@ -159,14 +139,14 @@ def image_extension(data: bytes) -> str | None:
     return None
 
 
-def download_image(folder: Path, image_id: str, url: str, settings: FetchSettings) -> tuple[str, str]:
+def download_image(folder: Path, image_id: str, url: str, client: HttpClient) -> tuple[str, str]:
     """("downloaded" | "dead" | "failed", reason)."""
     try:
-        data = get_with_retries(url, settings)
+        data = download(client, url)
     except DeadLink as exc:
         return "dead", str(exc)
     except TransientError as exc:
-        return "failed", f"{exc} (after {settings.retries} retries)"
+        return "failed", f"{exc} (after {client.policy.max_attempts - 1} retries)"
     extension = image_extension(data)
     if extension is None:
         return "dead", f"not a JPEG or PNG image (first bytes {data[:8]!r})"
@@ -184,8 +164,8 @@ class ImageFetchResult:
 
 
 def fetch_images(folder: Path, image_ids: Sequence[str], urls: dict[str, str], settings: FetchSettings,
-                 on_progress: Callable[[int, int], None] | None = None) -> ImageFetchResult:
-    """Download the images not yet in ``folder``, ``settings.workers`` at a time.
+                 client: HttpClient, on_progress: Callable[[int, int], None] | None = None) -> ImageFetchResult:
+    """Download the images not yet in ``folder``, ``settings.workers`` at a time, with ``client``.
 
     ``on_progress(done, total)`` is called from this thread after each image.
     """
@@ -201,7 +181,7 @@ def fetch_images(folder: Path, image_ids: Sequence[str], urls: dict[str, str], s
         on_progress(done, len(image_ids))
     pool = ThreadPoolExecutor(max_workers=settings.workers)
     try:
-        futures = {pool.submit(download_image, folder, i, urls[i], settings): i for i in to_download}
+        futures = {pool.submit(download_image, folder, i, urls[i], client): i for i in to_download}
         for future in as_completed(futures):
             status, reason = future.result()
             _record(result, futures[future], status, reason)
@@ -265,18 +245,19 @@ def fetch_fashioniq(
 ) -> FetchReport:
     """Fetch what is missing under ``root`` and write ``root/fetch_report.json``."""
     root = Path(root)
-    fetched = fetch_files(root, base_url, annotation_files(categories, splits), settings, check_json)
-    image_result = None
-    if images:
-        fetch_files(root, url_lists_base_url, [url_list_file(c) for c in categories], settings, check_text)
-        urls: dict[str, str] = {}
-        for category in categories:
-            for image_id, url in read_url_list(root / url_list_file(category)).items():
-                urls.setdefault(image_id, url)
-        ids = wanted_image_ids(root, categories, splits)
-        image_result = fetch_images(root / "images", ids, urls, settings, on_progress)
+    with fetch_client(settings) as client:
+        fetched = fetch_files(root, base_url, annotation_files(categories, splits), client, check_json)
+        image_result = None
+        if images:
+            fetch_files(root, url_lists_base_url, [url_list_file(c) for c in categories], client, check_text)
+            urls: dict[str, str] = {}
+            for category in categories:
+                for image_id, url in read_url_list(root / url_list_file(category)).items():
+                    urls.setdefault(image_id, url)
+            ids = wanted_image_ids(root, categories, splits)
+            image_result = fetch_images(root / "images", ids, urls, settings, client, on_progress)
     usable = val_queries_usable(root, categories) if "val" in splits else {}
-    report = FetchReport(str(root), base_url, url_lists_base_url, list(categories), list(splits),
+    report = FetchReport(str(root), redact_url(base_url), redact_url(url_lists_base_url), list(categories), list(splits),
                          len(fetched), image_result, usable)
-    write_atomic(root / REPORT_NAME, json.dumps(report.to_json(), indent=2).encode("utf-8"))
+    write_json_atomic(root / REPORT_NAME, report.to_json())
     return report

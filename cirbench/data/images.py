@@ -14,7 +14,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -53,6 +53,20 @@ def check_relative_path(relative: object, file: str | Path, entry: str) -> PureP
     return path
 
 
+def confined_path(root: Path, relative: object, file: str | Path, entry: str) -> Path:
+    """``root / relative`` for a path named by a source's own files, refused unless it stays under
+    ``root`` once symlinks are followed (a link inside the dataset pointing elsewhere escapes too)."""
+    path = Path(root) / check_relative_path(relative, file, entry)
+    real_root = Path(root).resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise DataError(
+            file, entry,
+            f"image path {relative!r} resolves outside the source root {real_root} (a symbolic link "
+            "pointing out): point the source at the folder that really holds the images",
+        )
+    return path
+
+
 def index_image_folder(folder: Path) -> dict[str, Path]:
     """Map image id (file stem) -> file for every image in ``folder``, listing it once.
 
@@ -75,11 +89,30 @@ def index_image_folder(folder: Path) -> dict[str, Path]:
 
 
 def open_rgb(path: Path) -> "Image.Image":
-    """Load an image file as RGB; a broken file is a DataError naming it."""
+    """Load an image file as RGB; a broken file is a DataError naming it, and so is an image of
+    more than Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 million pixels by default, 50x a
+    dataset photo): decoding it would take gigabytes (a decompression bomb), so it is refused
+    from its header before any pixel is decoded."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; here that is an error too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixel_count(path, image.size, Image.MAX_IMAGE_PIXELS)
+                return image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(path, "image", f"too large to decode safely ({exc})") from None
     except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise DataError(path, "image", f"cannot be read as an image ({exc})") from exc
+        raise DataError(path, "image", f"cannot be read as an image ({exc})") from None
+
+
+def _check_pixel_count(path: Path, size: tuple[int, int], limit: int | None) -> None:
+    """The limit again, from the header: the warning filter above is process-wide state that a
+    concurrent thread may be restoring."""
+    if limit and size[0] * size[1] > limit:
+        raise DataError(path, "image", f"{size[0]}x{size[1]} pixels is over the {limit:,}-pixel limit: "
+                                       "too large to decode safely (a decompression bomb?)")

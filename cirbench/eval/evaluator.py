@@ -3,14 +3,24 @@
 Per split it encodes the gallery once with ``encode_candidates`` (cached on disk per model spec,
 checkpoint hash and the ordered gallery's image files, see ``retrieval.gallery_key``),
 encodes every query with ``encode_query`` (reference image + the protocol's query text), and ranks
-each query's target with the scorer named in ``model.meta.scorer``, in query chunks (tie rule in
+each query's target with the model's ``similarity``, in query chunks (``retrieval.GalleryScores``:
+a model whose similarity is its scorer's gets its gallery prepared once; tie rule in
 ``cirbench.eval.retrieval``: ties count against the target). It keeps the rank of every query:
 metrics, intervals and paired tests are computed from these arrays afterwards.
 
 It talks to the model only through the interface (``preprocess``, ``encode_query``,
-``encode_candidates``, ``checkpoint_hash``, ``meta``). The caller places the model on ``device``;
+``encode_candidates``, ``similarity``, ``checkpoint_hash``, ``meta``). The caller places the model on ``device``;
 the evaluator puts its inputs there and, for a torch module, switches it to eval mode for the run
 (restoring the previous mode afterwards).
+
+Precision: ``bf16`` encodes under bf16 autocast on the device (CUDA, or CPU where it is slow but
+works); embeddings are ranked in fp32 either way. A model built only to be evaluated can also hold
+its big frozen towers in bf16 (``hold_in_bf16``; the eval commands do), which saves the casts of
+fp32 weights that autocast would repeat at every batch.
+
+Throughput: images are decoded by ``num_workers`` loader processes into pinned memory on CUDA and
+copied without blocking; embeddings stay on the device until a split is encoded, and their check
+for NaN runs once per split, so nothing waits on the GPU between batches.
 """
 
 from __future__ import annotations
@@ -20,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from cirbench.data.schema import DataError, EvalSplit
+from cirbench.errors import DataError
+from cirbench.data.schema import EvalSplit
 from cirbench.eval.protocols import EvalProtocol
-from cirbench.eval.retrieval import FeatureCache, gallery_key, rank_targets
-from cirbench.scorers import get_scorer
+from cirbench.eval.retrieval import FeatureCache, GalleryScores, gallery_key, rank_targets
+from cirbench.progress import progress_bar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,6 +42,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from cirbench.interface import CIRModel
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -57,6 +71,7 @@ class EvalResult:
     protocol: str  # protocol id, e.g. "fashioniq/v1"
     device: str
     splits: list[SplitRanks]
+    precision: str = "fp32"  # "bf16": encoded under bf16 autocast
 
 
 @dataclass
@@ -72,6 +87,7 @@ class _Run:
     device: str
     num_workers: int
     progress: "Progress"
+    precision: str
 
 
 def evaluate(
@@ -85,16 +101,36 @@ def evaluate(
     device: str = "cpu",
     num_workers: int = 0,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> EvalResult:
-    """Rank every query's target in its split's gallery; ``cache_dir=None`` disables the cache."""
+    """Rank every query's target in its split's gallery with the model's ``similarity``.
+
+    Args:
+        model: any ``CIRModel`` (placed on ``device`` by the caller).
+        splits: the evaluation splits (one per category), from a ``DATASETS`` reader.
+        protocol: how captions become query texts and whether the reference is removed.
+        batch_size: images per encoder batch.
+        chunk_size: queries scored at once (fewer when the gallery is wide, see ``retrieval``).
+        cache_dir: the gallery feature cache folder; None: no cache.
+        device: where the inputs go.
+        num_workers: image-decoding processes (0: in this process).
+        progress: show progress bars.
+        precision: "fp32", or "bf16" for bf16 autocast while encoding (see the module docstring).
+
+    Returns the rank of every query's target per split, with the model spec, checkpoint hash,
+    protocol, device and precision. Bad data (a target missing from the gallery, a duplicate
+    gallery id, a missing image) stops with a ``DataError`` before anything is encoded.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     columns = [_gallery_columns(split) for split in splits]  # bad data stops before any encoding
     targets = [_target_columns(split, cols) for split, cols in zip(splits, columns)]
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
     checkpoint = model.checkpoint_hash()
-    with eval_mode(model), _progress_bar(progress) as bar:
-        run = _Run(model, checkpoint, protocol, cache, batch_size, chunk_size, str(device), num_workers, bar)
+    with eval_mode(model), progress_bar(progress) as bar:
+        run = _Run(model, checkpoint, protocol, cache, batch_size, chunk_size, str(device), num_workers, bar, precision)
         ranked = [_evaluate_split(run, *planned) for planned in zip(splits, columns, targets)]
-    return EvalResult(model.meta.spec, checkpoint, protocol.id, str(device), ranked)
+    return EvalResult(model.meta.spec, checkpoint, protocol.id, str(device), ranked, precision)
 
 
 def _evaluate_split(run: _Run, split: EvalSplit, columns: dict[str, int], targets: "torch.Tensor") -> SplitRanks:
@@ -104,8 +140,8 @@ def _evaluate_split(run: _Run, split: EvalSplit, columns: dict[str, int], target
         candidates = _gallery_features(run, split).to(run.device)
         queries = _query_features(run, split).to(run.device)
         excluded = _reference_columns(split, columns) if run.protocol.remove_reference else None
-        scorer = get_scorer(run.model.meta.scorer)
-        ranks = rank_targets(scorer, queries, candidates, targets, excluded, chunk_size=run.chunk_size)
+        gallery = GalleryScores.of_model(run.model, candidates)
+        ranks = rank_targets(gallery, queries, targets, excluded, chunk_size=run.chunk_size)
     else:
         ranks = np.zeros(0, dtype=np.int64)
     query_ids = [q.query_id for q in split.queries]
@@ -145,14 +181,15 @@ def _gallery_features(run: _Run, split: EvalSplit) -> "torch.Tensor":
     """The gallery's candidate embeddings, from the cache when this gallery was encoded before."""
     model = run.model
     paths = _image_paths(split, split.gallery)
-    key = gallery_key(model.meta.spec, run.checkpoint_hash, split.gallery, split.image_paths)
+    key = gallery_key(model.meta.spec, run.checkpoint_hash, split.gallery, split.image_paths, run.precision)
     cached = run.cache.load(key, len(split.gallery)) if run.cache else None
     if cached is not None:
         return cached
     features = _encode(run, f"{split.category}: gallery", paths, model.encode_candidates, model.meta.candidate_shape)
     if run.cache:
         metadata = {"model": model.meta.spec, "checkpoint_hash": run.checkpoint_hash, "dataset": split.dataset,
-                    "category": split.category, "split": split.split, "n_gallery": str(len(split.gallery))}
+                    "category": split.category, "split": split.split, "n_gallery": str(len(split.gallery)),
+                    "precision": run.precision}
         run.cache.save(key, features, metadata)
     return features
 
@@ -177,25 +214,28 @@ def _image_paths(split: EvalSplit, image_ids: Sequence[str]) -> list[Path]:
 def _encode(
     run: _Run, label: str, paths: list[Path], encode: Callable, expected_shape: tuple[int, ...], with_offset: bool = False
 ) -> "torch.Tensor":
-    """Load images in batches with the model's preprocess, encode, check shapes, gather on CPU."""
+    """Load images in batches with the model's preprocess, encode, check shapes; fp32 on the device."""
     import torch
 
     task = run.progress.add_task(label, total=len(paths))
+    device = torch.device(run.device)
     outputs, start = [], 0
     for images in _image_batches(paths, run):
-        images = images.to(run.device)
-        out = encode(images, start) if with_offset else encode(images)
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16"):
+            out = encode(images, start) if with_offset else encode(images)
         if tuple(out.shape) != (len(images), *expected_shape):
             raise ValueError(
                 f"{run.model.meta.spec}: {label} embeddings have shape {tuple(out.shape)}, "
                 f"expected {(len(images), *expected_shape)} from the model's meta"
             )
-        if not torch.isfinite(out).all():
-            raise ValueError(f"{run.model.meta.spec}: {label} embeddings hold NaN or infinite values")
-        outputs.append(out.float().cpu())
+        outputs.append(out.float())
         start += len(images)
         run.progress.advance(task, len(images))
-    return torch.cat(outputs)
+    features = torch.cat(outputs) if outputs else torch.zeros(0, *expected_shape, device=device)
+    if not torch.isfinite(features).all():  # once per split: a check per batch would wait on the GPU
+        raise ValueError(f"{run.model.meta.spec}: {label} embeddings hold NaN or infinite values")
+    return features
 
 
 @dataclass(frozen=True)
@@ -217,14 +257,13 @@ class _ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> "torch.Tensor | _Unreadable":
-        from PIL import Image, UnidentifiedImageError
+        from cirbench.data.images import open_rgb
 
         path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                return self.preprocess(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as exc:
-            return _Unreadable(path, f"cannot read the image: {exc}")
+            return self.preprocess(open_rgb(path))
+        except DataError as exc:
+            return _Unreadable(path, exc.problem or str(exc))
 
 
 def _stack_images(items: list) -> "torch.Tensor | _Unreadable":
@@ -238,7 +277,9 @@ def _image_batches(paths: list[Path], run: _Run) -> Iterator["torch.Tensor"]:
     from torch.utils.data import DataLoader
 
     files = _ImageFiles(paths, run.model.preprocess)
-    loader = DataLoader(files, batch_size=run.batch_size, num_workers=run.num_workers, collate_fn=_stack_images)
+    loader = DataLoader(files, batch_size=run.batch_size, num_workers=run.num_workers, collate_fn=_stack_images,
+                        pin_memory=run.device.startswith("cuda"),
+                        prefetch_factor=4 if run.num_workers else None)
     for batch in loader:
         if isinstance(batch, _Unreadable):
             raise DataError(batch.path, batch.path.stem, batch.problem)
@@ -262,10 +303,20 @@ def eval_mode(model: "CIRModel") -> Iterator[None]:
             model.train()
 
 
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator["Progress"]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def hold_in_bf16(model: "CIRModel") -> bool:
+    """For a model built only to be evaluated at bf16: let it hold its big frozen towers in bf16
+    (``model.hold_in_bf16()``, e.g. BLIP-2's ViT), so autocast has no fp32 weights to cast at every
+    batch. Irreversible: never on a model still being trained. Returns whether the model has it."""
+    if not hasattr(model, "hold_in_bf16"):
+        return False
+    model.hold_in_bf16()
+    return True
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not enabled) as progress:
-        yield progress
+
+def default_num_workers(device: str) -> int:
+    """Image-decoding processes for ``device``: none on CPU (the model needs the cores), up to 8 on CUDA."""
+    import os
+
+    if not str(device).startswith("cuda"):
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))

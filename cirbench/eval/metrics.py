@@ -4,8 +4,11 @@ Every number here comes from the per-query target ranks the evaluator keeps (0-b
 against the target, see ``cirbench.eval.retrieval``), so values, intervals and tests agree.
 
 - Recall@K = 100 x the fraction of queries whose target rank is < K (a hit rate).
-- The average over categories is the unweighted mean of the per-category values; the headline is
-  the mean over ``protocol.headline_ks`` of those averages ((R@10 + R@50) / 2 for fashioniq/v1).
+- The average over categories is the unweighted mean of the per-category values
+  (``category_mean``, the one average used everywhere: tables, validation lines, summaries); a
+  category without a value (no queries, or not evaluated) makes the average None, never a silent
+  mean of the others. The headline is the mean over ``protocol.headline_ks`` of those averages
+  ((R@10 + R@50) / 2 for fashioniq/v1).
 - Bootstrap: the 95% percentile interval over queries resampled with replacement, each category
   independently (seeded per category name, so a category's interval does not depend on which
   other categories are evaluated). A recall depends on a resample only through how many drawn
@@ -47,6 +50,14 @@ def recall_at_k(ranks: np.ndarray, k: int) -> float | None:
     target: rank = candidates scoring higher + other candidates scoring the same). None if empty."""
     ranks = np.asarray(ranks)
     return None if ranks.size == 0 else 100.0 * float(np.mean(ranks < k))
+
+
+def category_mean(values: Mapping[str, float | None]) -> float | None:
+    """The unweighted mean of per-category ``values``; None when there is no category or any
+    category has no value (an empty category never drops silently out of an average)."""
+    if not values or any(value is None for value in values.values()):
+        return None
+    return sum(values.values()) / len(values)
 
 
 def category_rng(seed: int, category: str) -> np.random.Generator:
@@ -117,7 +128,7 @@ def summarize(
     average_samples = {}
     for k in all_ks:
         average_samples[k] = np.mean([samples[c][k] for c in samples], axis=0)
-        average[k] = _estimate(float(np.mean([categories[c][k].value for c in categories])), average_samples[k])
+        average[k] = _estimate(category_mean({c: categories[c][k].value for c in categories}), average_samples[k])
     headline_value = float(np.mean([average[k].value for k in headline_ks]))
     headline = _estimate(headline_value, np.mean([average_samples[k] for k in headline_ks], axis=0))
     return Summary(categories, {k: average[k] for k in ks}, headline)

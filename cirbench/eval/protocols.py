@@ -44,7 +44,6 @@ class EvalProtocol:
     name: str
     version: str
     text_join: str  # a key of TEXT_JOINS
-    gallery: str  # "category_split": all images of that category's split
     remove_reference: bool  # drop the reference image from its own ranking
     ks: tuple[int, ...]
     headline_ks: tuple[int, ...]  # headline = mean over these of the category-averaged R@K
@@ -64,7 +63,6 @@ FASHIONIQ_V1 = EvalProtocol(
     name="fashioniq",
     version="v1",
     text_join="c1_and_c2",
-    gallery="category_split",
     remove_reference=False,
     ks=(1, 5, 10, 50),
     headline_ks=(10, 50),

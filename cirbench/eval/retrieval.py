@@ -1,4 +1,4 @@
-"""Gallery feature cache and chunked scoring to target ranks.
+"""Gallery feature cache and chunked scoring to target ranks, with the model's ``similarity``.
 
 Ranking rule (ties count against the target). For a query whose target sits in gallery column t,
 
@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from cirbench.scorers import scorer_of
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from cirbench.interface import CIRModel
     from cirbench.scorers import Scorer
 
 # Largest scratch score block per chunk, in elements (2**26 float32 = 256 MB). A maxsim gallery of
@@ -34,38 +37,65 @@ if TYPE_CHECKING:
 MAX_CHUNK_ELEMENTS = 2**26
 
 
-def chunk_rows(prepared_candidates: "torch.Tensor", chunk_size: int) -> int:
+@dataclass(frozen=True)
+class GalleryScores:
+    """One gallery, ready to be scored against query chunks: ``score(queries[b, *q]) -> [b, N]``.
+
+    ``row_elements`` is the size of one query's row of the scratch block (N, or N x tokens for
+    maxsim): ``chunk_rows`` sizes the chunks with it."""
+
+    score: Callable[["torch.Tensor"], "torch.Tensor"]
+    row_elements: int
+
+    @classmethod
+    def of_model(cls, model: "CIRModel", candidates: "torch.Tensor") -> "GalleryScores":
+        """The model's ``similarity`` against ``candidates`` [N, *c]: through its scorer with the
+        gallery prepared once when the model's similarity is its scorer's (``scorer_of``), else
+        ``model.similarity(chunk, candidates)`` per chunk."""
+        scorer = scorer_of(model)
+        if scorer is not None:
+            return cls.of_scorer(scorer, candidates)
+        return cls(lambda queries: model.similarity(queries, candidates), _row_elements(candidates))
+
+    @classmethod
+    def of_scorer(cls, scorer: "Scorer", candidates: "torch.Tensor") -> "GalleryScores":
+        """``scorer(chunk, candidates)`` with ``candidates`` prepared once."""
+        prepared = scorer.prepare_candidates(candidates)
+        return cls(lambda queries: scorer.score_prepared(scorer.prepare_query(queries), prepared),
+                   _row_elements(prepared))
+
+
+def _row_elements(candidates: "torch.Tensor") -> int:
+    return candidates.shape[0] * prod(candidates.shape[1:-1])
+
+
+def chunk_rows(row_elements: int, chunk_size: int) -> int:
     """Query rows per chunk: ``chunk_size`` unless the [rows, N, *tokens] block would pass the cap."""
-    per_query = prepared_candidates.shape[0] * prod(prepared_candidates.shape[1:-1])
-    return max(1, min(chunk_size, MAX_CHUNK_ELEMENTS // max(1, per_query)))
+    return max(1, min(chunk_size, MAX_CHUNK_ELEMENTS // max(1, row_elements)))
 
 
 def rank_targets(
-    scorer: "Scorer",
+    gallery: GalleryScores,
     queries: "torch.Tensor",
-    candidates: "torch.Tensor",
     target_cols: "torch.Tensor",
     exclude_cols: "torch.Tensor | None" = None,
     *,
     chunk_size: int = 1024,
 ) -> "np.ndarray":
-    """0-based rank of each query's target among ``candidates`` (the module's tie rule).
+    """0-based rank of each query's target in ``gallery`` (the module's tie rule).
 
-    ``queries`` [Q, *q] and ``candidates`` [N, *c] are raw embeddings; the scorer prepares the
-    gallery once and each query chunk as it goes. ``exclude_cols`` (or -1 for none) names a
-    column left out of each query's ranking. Returns int64 [Q].
+    ``queries`` [Q, *q] are raw embeddings, scored chunk by chunk. ``exclude_cols`` (or -1 for
+    none) names a column left out of each query's ranking. Returns int64 [Q].
     """
     import numpy as np
     import torch
 
-    prepared = scorer.prepare_candidates(candidates)
-    rows = chunk_rows(prepared, chunk_size)
+    rows = chunk_rows(gallery.row_elements, chunk_size)
     ranks = []
     for start in range(0, len(queries), rows):
         stop = start + rows
-        scores = scorer.score_prepared(scorer.prepare_query(queries[start:stop]), prepared)
         excluded = None if exclude_cols is None else exclude_cols[start:stop]
-        ranks.append(ranks_from_scores(scores, target_cols[start:stop], excluded))
+        ranks.append(ranks_from_scores(gallery.score(queries[start:stop]), target_cols[start:stop], excluded))
     if not ranks:
         return np.zeros(0, dtype=np.int64)
     return torch.cat(ranks).cpu().numpy().astype(np.int64)
@@ -91,8 +121,11 @@ def ranks_from_scores(
     return ahead
 
 
-def gallery_key(model_spec: str, checkpoint_hash: str, gallery: Sequence[str], image_paths: dict[str, Path]) -> str:
-    """Cache key of one encoded gallery: the model's weights and the ordered image files.
+def gallery_key(
+    model_spec: str, checkpoint_hash: str, gallery: Sequence[str], image_paths: dict[str, Path], precision: str = "fp32"
+) -> str:
+    """Cache key of one encoded gallery: the model's weights, the precision it ran at and the ordered
+    image files (fp32 keys are those of before precisions existed, so old caches stay valid).
 
     Encoded features depend on nothing else, so two benchmarks over the same images (FashionIQ and
     enhFashionIQ, whose images/ links to FashionIQ's) share one entry. Files are named by their
@@ -101,6 +134,8 @@ def gallery_key(model_spec: str, checkpoint_hash: str, gallery: Sequence[str], i
     """
     digest = hashlib.sha256()
     digest.update(json.dumps([model_spec, checkpoint_hash, len(gallery)]).encode())
+    if precision != "fp32":
+        digest.update(f"\nprecision {precision}".encode())
     for image_id in gallery:
         path = Path(image_paths[image_id]).resolve()
         stat = path.stat()
@@ -132,17 +167,20 @@ class FeatureCache:
         return features if features.shape[0] == expected_rows else None
 
     def save(self, key: str, features: "torch.Tensor", metadata: dict[str, str]) -> Path:
-        """Write atomically (temporary file + rename), so a killed run never leaves half a file."""
+        """Write atomically (``cirbench.files``), so a killed run never leaves half a file."""
         from safetensors.torch import save_file
+
+        from cirbench.files import replacing
 
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        save_file({"features": features.detach().cpu().contiguous()}, str(partial), metadata=metadata)
-        os.replace(partial, path)
+        with replacing(path) as partial:
+            save_file({"features": features.detach().cpu().contiguous()}, str(partial), metadata=metadata)
         return path
 
 
 def default_cache_dir() -> Path:
-    """``$CIRBENCH_CACHE`` or ``~/.cache/cirbench/features``."""
-    return Path(os.environ.get("CIRBENCH_CACHE") or Path.home() / ".cache" / "cirbench" / "features")
+    """``features/`` under the cache root (``$CIRBENCH_CACHE``, else ``~/.cache/cirbench``)."""
+    from cirbench.files import cache_root
+
+    return cache_root() / "features"

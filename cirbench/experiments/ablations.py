@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.experiments.plan import FULL, FULL_STEPS, Question, Training, fraction_training
 from cirbench.experiments.runner import BENCHMARKS, Log, run_trainings
 from cirbench.report.findings import PAPER_QUESTIONS
@@ -228,11 +228,13 @@ class Where:
 
 def run_ablation(
     ablation: Ablation, out: Path, scale: Scale, where: Where = Where(), *, batch_size: int | None = None,
-    threads: int = 1, device: str = "cpu", progress: bool = True, log: Log = print,
+    threads: int = 1, device: str = "cpu", progress: bool = True, log: Log = print, precision: str = "fp32",
 ) -> dict:
-    """Train and evaluate ``ablation`` into ``out`` (reusing what is done), then write its reports."""
+    """Train and evaluate ``ablation`` into ``out`` (reusing what is done; evaluation at ``precision``),
+    then write its reports."""
     run = run_trainings(ablation.trainings, out, world=where.world, data_root=where.data_root, batch_size=batch_size,
-                        seed=scale.seed, threads=threads, device=device, progress=progress, log=log)
+                        seed=scale.seed, threads=threads, device=device, progress=progress, log=log,
+                        precision=precision)
     notes = [_scale_note(scale, where, batch_size)]
     written = write_ablation_reports(ablation, run.results, notes=notes, log=log)
     return {**written, "errors": run.errors}
@@ -251,32 +253,42 @@ def _scale_note(scale: Scale, where: Where, batch_size: int | None) -> str:
 
 def write_ablation_reports(ablation: Ablation, results: Path, *, notes: Sequence[str] = (), log: Log = print) -> dict:
     """The paper table (printed, and as .txt/.md/.csv/.tex), the Table-3 tables of the run folder,
-    the paired findings, and for the data-size ablation the curve (PNG and PDF)."""
+    the paired findings, and for the data-size ablation the curve (PNG and PDF); what the HTML
+    report shows is recorded in the folder's report plan."""
     from rich.console import Console
 
-    from cirbench.report.paper_tables import (
-        build_paper_table,
-        to_rich,
-        write_paper_table,
+    from cirbench.files import write_atomic
+    from cirbench.report.findings import format_findings
+    from cirbench.report.html import write_html_report
+    from cirbench.report.report_plan import (
+        FindingsSpec,
+        PaperTableSpec,
+        build_findings,
+        build_paper_tables,
+        record_plan,
     )
-    from cirbench.report.tables import build_tables, print_wide, write_tables
+    from cirbench.report.table_formats import print_wide, to_rich, write_table, write_tables
+    from cirbench.report.tables import build_tables
     from cirbench.results import read_results_folder
 
     records, ranks, errors = read_results_folder(results)
     tables = build_tables(records, ranks, ci=True, errors=errors)
     write_tables(tables, results / "tables", ci=True)
-    paper = build_paper_table(ablation.layout, ablation.rows, tables, notes=notes)
+    paper_spec = PaperTableSpec(ablation.layout.name, tuple(ablation.rows), tuple(notes))
+    [paper] = build_paper_tables([paper_spec], tables)
     console = Console()
-    print_wide(to_rich(paper), console)
-    written = {"table": write_paper_table(paper, results / "tables")}
+    print_wide(to_rich(paper, ci=True), console)
+    written = {"table": write_table(paper, results / "tables", ci=True)}
     written["plots"] = _curve(ablation, tables, results / "plots")
-    findings = _findings(ablation, ranks)
-    if findings:
-        written["findings"] = results / f"findings_{ablation.layout.name}.txt"
-        written["findings"].write_text(findings)
-        console.print(findings, markup=False, highlight=False)
-    from cirbench.report.html import write_html_report
-
+    titles = tuple(dict.fromkeys(q.title for q in ablation.questions))
+    questions = tuple((q.title, ablation.label(q.a), ablation.label(q.b)) for q in ablation.questions)
+    findings_spec = FindingsSpec(f"findings_{ablation.layout.name}", questions, titles, BENCHMARKS)
+    findings = build_findings(findings_spec, ranks)
+    if titles:
+        text = format_findings(findings, titles)
+        written["findings"] = write_atomic(results / f"{findings_spec.name}.txt", text)
+        console.print(text, markup=False, highlight=False)
+    record_plan(results, paper_tables=[paper_spec], findings=[findings_spec] if titles else [])
     written["report"] = write_html_report(results, results / "report.html", title=f"cirbench ablations ({results})")
     log(f"results: {results}/results.jsonl\ntables: {results / 'tables'}/{ablation.layout.name}.*\n"
         f"report: {written['report']}")
@@ -294,12 +306,3 @@ def _curve(ablation: Ablation, tables, out_dir: Path) -> list[Path]:
             if any(row.label == label for row in table.rows):  # a failed evaluation leaves a gap, not a crash
                 points += curve_points(fraction, [table], model=label)
     return plot_data_size_curve(points, out_dir / "data_size") if points else []
-
-
-def _findings(ablation: Ablation, ranks: list[dict]) -> str:
-    from cirbench.report.findings import findings_between_labels, format_findings
-
-    findings = [finding for q in ablation.questions
-                for finding in findings_between_labels(ranks, q.title, ablation.label(q.a), ablation.label(q.b), BENCHMARKS)]
-    titles = tuple(dict.fromkeys(q.title for q in ablation.questions))
-    return format_findings(findings, titles) if titles else ""

@@ -11,19 +11,24 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cirbench.experiments.plan import Plan
 from cirbench.experiments.runner import Log, run_trainings
 
+if TYPE_CHECKING:
+    from cirbench.report.report_plan import FindingsSpec, PaperTableSpec
+
 
 def run_demo(
     plan: Plan, out: Path, *, world: Path | None = None, threads: int = 1, jobs: int = 1, progress: bool = True,
-    log: Log = print,
+    log: Log = print, device: str = "cpu", precision: str = "fp32",
 ) -> dict:
-    """Run ``plan`` into ``out`` with ``jobs`` processes at once; returns the paths of what it wrote."""
+    """Run ``plan`` into ``out`` with ``jobs`` processes at once (training and evaluation on
+    ``device``, evaluation at ``precision``); returns the paths of what it wrote."""
     start = time.time()
     run = run_trainings(plan.trainings, out, zero_shot=plan.zero_shot, world=world, batch_size=plan.batch_size,
-                        threads=threads, jobs=jobs, progress=progress, log=log)
+                        threads=threads, jobs=jobs, progress=progress, log=log, device=device, precision=precision)
     written = write_reports(plan, run.results, run.data, run.finals, log)
     log(f"demo finished in {time.time() - start:.0f} s ({stage_seconds(out)})")
     return {**written, "errors": run.errors}
@@ -39,11 +44,16 @@ def stage_seconds(out: Path) -> str:
 
 
 def write_reports(plan: Plan, results: Path, data: dict[str, Path], finals: dict[str, Path], log: Log) -> dict:
-    """Tables, findings, data-size plot, a qualitative grid and the HTML report of ``results``."""
+    """Tables, findings, data-size plot, a qualitative grid and the HTML report of ``results``;
+    what the report shows besides the Table-3 tables is recorded in its report plan."""
     from rich.console import Console
 
+    from cirbench.files import write_atomic
+    from cirbench.report.findings import format_findings
     from cirbench.report.html import write_html_report
-    from cirbench.report.tables import build_tables, print_wide, to_rich, write_tables
+    from cirbench.report.report_plan import build_findings, build_paper_tables, record_plan
+    from cirbench.report.table_formats import print_wide, to_rich, write_table, write_tables
+    from cirbench.report.tables import build_tables
     from cirbench.results import read_results_folder
 
     records, ranks, errors = read_results_folder(results)
@@ -53,11 +63,17 @@ def write_reports(plan: Plan, results: Path, data: dict[str, Path], finals: dict
         print_wide(to_rich(table, ci=False), console)
     write_tables(tables, results / "tables", ci=True)
     labels = {t.key: t.label or t.key for t in plan.trainings}
-    findings_text = _findings(plan, ranks, labels)
-    if findings_text:
-        (results / "findings.txt").write_text(findings_text + "\n")
+    findings_specs = [_findings_spec(plan, labels)] if plan.questions else []
+    findings = [f for spec in findings_specs for f in build_findings(spec, ranks)]
+    if findings:
+        findings_text = format_findings(findings, [title for spec in findings_specs for title in spec.asked])
+        write_atomic(results / "findings.txt", findings_text + "\n")
         console.print(findings_text, markup=False, highlight=False)
-    _paper_tables(plan, tables, results / "tables", console)
+    paper_specs = _paper_table_specs(plan)
+    for table in build_paper_tables(paper_specs, tables):
+        print_wide(to_rich(table, ci=True), console)
+        write_table(table, results / "tables", ci=True)
+    record_plan(results, paper_tables=paper_specs, findings=findings_specs)
     plots = _data_size_plot(plan, tables, labels, results / "plots")
     grid = _grid(plan, ranks, data, finals, results / "grids")
     report = write_html_report(results, results / "report.html", title=f"cirbench demo ({plan.name})")
@@ -65,34 +81,30 @@ def write_reports(plan: Plan, results: Path, data: dict[str, Path], finals: dict
     return {"results": results, "report": report, "plots": plots, "grid": grid}
 
 
-def _paper_tables(plan: Plan, tables, out_dir: Path, console) -> None:
+def _findings_spec(plan: Plan, labels: dict[str, str]) -> "FindingsSpec":
+    from cirbench.experiments.runner import BENCHMARKS
+    from cirbench.report.report_plan import FindingsSpec
+
+    # a side that is no training is a zero-shot model's label (the text-blind baseline)
+    questions = tuple((q.title, labels.get(q.a, q.a), labels.get(q.b, q.b)) for q in plan.questions)
+    return FindingsSpec("findings", questions, tuple(q.title for q in plan.questions), BENCHMARKS)
+
+
+def _paper_table_specs(plan: Plan) -> list["PaperTableSpec"]:
     """The paper's Table 4 (FashionBLIP-2 rows) and the data-size table, where the plan trained
     their models (the ablations' trainings share the demo's keys and labels); the full Table 5
     needs CIR-only models: `cirbench ablate components`."""
     from cirbench.experiments.ablations import Scale, data_size, pretraining
-    from cirbench.report.paper_tables import build_paper_table, to_rich, write_paper_table
-    from cirbench.report.tables import print_wide
+    from cirbench.report.report_plan import PaperTableSpec
 
     keys = {t.key for t in plan.trainings}
     scale = Scale("tiny", *(t.steps for t in plan.trainings if t.key in ("fblip2_s1", "fblip2_s2")))
     fractions = [fraction for fraction, _ in plan.data_size]
-    for ablation in (pretraining(scale, ["fashionblip2"]), data_size(fractions, scale) if fractions else None):
-        if ablation is None or not {t.key for t in ablation.trainings} <= keys:
-            continue
-        table = build_paper_table(ablation.layout, ablation.rows, tables,
-                                  notes=["measured: the demo's tiny models on the synthetic world; reported: the "
-                                         "paper's (ViT-g, real data), so compare directions, not values"])
-        print_wide(to_rich(table), console)
-        write_paper_table(table, out_dir)
-
-
-def _findings(plan: Plan, ranks: list[dict], labels: dict[str, str]) -> str:
-    from cirbench.report.findings import findings_between_labels, format_findings
-
-    findings = [f for q in plan.questions  # a side that is no training is a zero-shot model's label
-                for f in findings_between_labels(ranks, q.title, labels.get(q.a, q.a), labels.get(q.b, q.b),
-                                                 ("fashioniq", "enhfashioniq"))]
-    return format_findings(findings, [q.title for q in plan.questions]) if findings else ""
+    note = ("measured: the demo's tiny models on the synthetic world; reported: the paper's (ViT-g, real data), "
+            "so compare directions, not values")
+    return [PaperTableSpec(ablation.layout.name, tuple(ablation.rows), (note,))
+            for ablation in (pretraining(scale, ["fashionblip2"]), data_size(fractions, scale) if fractions else None)
+            if ablation is not None and {t.key for t in ablation.trainings} <= keys]
 
 
 def _data_size_plot(plan: Plan, tables, labels: dict[str, str], out_dir: Path) -> list[Path]:
@@ -109,7 +121,7 @@ def _grid(plan: Plan, ranks: list[dict], data: dict[str, Path], finals: dict[str
     """Figure-6 style grid: FashionBLIP-2 (FACap -> FIQ) on the FashionIQ-like dress split."""
     from cirbench.data.fashioniq import load_eval_splits
     from cirbench.eval.protocols import FASHIONIQ_V1
-    from cirbench.interface import build_model
+    from cirbench.baselines.zoo import build_model
     from cirbench.report.findings import latest_per_category, select_rows
     from cirbench.report.grids import pick_queries, qualitative_grid
 
@@ -124,7 +136,3 @@ def _grid(plan: Plan, ranks: list[dict], data: dict[str, Path], finals: dict[str
     indices = pick_queries(split, rows[0], k=5, n_hits=3, n_misses=2)
     out_dir.mkdir(parents=True, exist_ok=True)
     return qualitative_grid(model, split, FASHIONIQ_V1, indices, out_path=out_dir / "fashionblip2_dress.png", k=5)
-
-
-def summary_json(written: dict) -> str:
-    return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in written.items()}, default=str, indent=2)

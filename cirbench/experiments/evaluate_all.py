@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from cirbench.results import ERRORS_FILE
+from cirbench.files import check_writable_folder
+from cirbench.results import ERRORS_FILE, append_jsonl
 
 
 @dataclass(frozen=True)
@@ -28,36 +29,46 @@ class BenchmarkEntry:
     dataset: str  # registry name, e.g. "fashioniq"
     root: Path
     split: str = "val"
+    categories: tuple[str, ...] | None = None  # None: every category of the split
+    missing: str = "error"  # queries whose images are missing: "error" or "skip"
+
+    def load(self) -> list:
+        """The benchmark's evaluation splits (``DATASETS`` reader)."""
+        from cirbench.data.benchmarks import DATASETS
+
+        categories = list(self.categories) if self.categories is not None else None
+        return DATASETS.get(self.dataset)(self.root, split=self.split, categories=categories, missing=self.missing)
 
 
-def find_benchmarks(data_root: Path) -> list[BenchmarkEntry]:
-    """Every registered benchmark whose folder (its registry ``subdir``) exists under ``data_root``."""
-    from cirbench.data.registry import DATASETS
+def find_benchmarks(data_root: Path, *, split: str = "val", categories: tuple[str, ...] | None = None,
+                    missing: str = "error") -> list[BenchmarkEntry]:
+    """Every registered benchmark whose folder (its registry ``subdir``) exists under ``data_root``.
+
+    Args:
+        data_root: the folder holding one subfolder per benchmark.
+        split: the split evaluated on each.
+        categories: the categories evaluated (None: all).
+        missing: queries whose images are missing: "error" or "skip".
+    """
+    from cirbench.data.benchmarks import DATASETS
 
     found = []
     for entry in DATASETS.entries():
         folder = Path(data_root) / entry.metadata.get("subdir", entry.name)
         if (folder / "captions").is_dir():
-            found.append(BenchmarkEntry(entry.name, folder))
+            found.append(BenchmarkEntry(entry.name, folder, split, categories, missing))
     return found
 
 
 def trained_models(runs_root: Path) -> list[ModelEntry]:
     """Every trained model folder (``*/final/config.json``) under ``runs_root``."""
+    from cirbench.model_folder import folder_spec
+
     entries = []
     for config in sorted(Path(runs_root).glob("**/final/config.json")):
-        spec = _spec_of(config)
-        if spec:
-            entries.append(ModelEntry(f"{spec} ({config.parent.parent.name})", spec, config.parent))
+        spec = folder_spec(config.parent)
+        entries.append(ModelEntry(f"{spec} ({config.parent.parent.name})", spec, config.parent))
     return entries
-
-
-def _spec_of(config: Path) -> str | None:
-    data = json.loads(config.read_text())
-    name, variant = data.get("model") or data.get("name"), data.get("variant")
-    if isinstance(name, dict):
-        name, variant = name.get("name"), name.get("variant", variant)
-    return f"{name}:{variant}" if name and variant else None
 
 
 @dataclass
@@ -68,6 +79,7 @@ class ModelOutcome:
     runs: list[tuple[list[dict], list[dict]]] = field(default_factory=list)  # (records, ranks) per benchmark
     messages: list[str] = field(default_factory=list)  # one line per benchmark: evaluated / reused / FAILED
     errors: list[dict] = field(default_factory=list)
+    done: set[tuple] = field(default_factory=set)  # the evaluation keys it added
 
 
 def evaluate_all(
@@ -80,15 +92,38 @@ def evaluate_all(
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 128,
+    chunk_size: int = 1024,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    precision: str = "fp32",
+    num_workers: int = 0,
 ) -> list[dict]:
-    """Evaluate each model on each benchmark into ``out``; returns the error rows."""
+    """Evaluate each model on each benchmark into ``out``; returns the error rows.
+
+    Args:
+        models: the models (zero-shot specs, or trained folders).
+        benchmarks: the benchmarks, each with its split, categories and missing-image rule.
+        out: the run folder (results.jsonl, ranks.jsonl, errors.jsonl; appended, finished work reused).
+        protocol_id: the evaluation protocol.
+        cache_dir: the gallery feature cache (None: none).
+        device: where models run.
+        seed: recorded with every result (and torch's seed while encoding).
+        batch_size: images per encoder batch.
+        chunk_size: queries scored at once.
+        progress: show progress bars.
+        log: one line per evaluation (reused, evaluated, failed).
+        precision: "bf16": bf16 autocast, and each model (built here, for evaluation only) holds its
+            frozen towers in bf16. An evaluation is reused only at the same precision.
+        num_workers: image-decoding processes.
+    """
+    check_writable_folder(out)
     done = finished_evaluations(out)
     errors = []
+    options = dict(protocol_id=protocol_id, cache_dir=cache_dir, device=device, seed=seed, batch_size=batch_size,
+                   chunk_size=chunk_size, progress=progress, precision=precision, num_workers=num_workers)
     for model_entry in models:
-        outcome = evaluate_model(model_entry, benchmarks, done, protocol_id=protocol_id, cache_dir=cache_dir,
-                                 device=device, seed=seed, batch_size=batch_size, progress=progress)
+        outcome = evaluate_model(model_entry, benchmarks, done, **options)
+        done |= outcome.done
         errors += write_outcome(out, outcome, log)
     write_errors(out, errors)
     return errors
@@ -107,11 +142,14 @@ def evaluate_model(
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 128,
+    chunk_size: int = 1024,
     progress: bool = True,
+    precision: str = "fp32",
+    num_workers: int = 0,
 ) -> ModelOutcome:
-    """One model on each benchmark, skipping the (label, checkpoint hash, dataset, split, protocol)
-    keys in ``done``; a failure becomes an error row, never an exception."""
-    from cirbench.data.registry import DATASETS
+    """One model on each benchmark (``evaluate_all``'s arguments), skipping what ``done``
+    (``finished_evaluations``) holds; a failure becomes an error row, never an exception. Writes
+    nothing: ``write_outcome`` does, so that it can run in another process."""
     from cirbench.eval.protocols import get_protocol
 
     protocol = get_protocol(protocol_id)
@@ -120,14 +158,18 @@ def evaluate_model(
     for bench in benchmarks:
         try:
             if bench not in _SPLITS:
-                _SPLITS[bench] = DATASETS.get(bench.dataset)(bench.root, split=bench.split)
-            model = model or _build(model_entry, device)
-            key = (model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id)
-            if key in done:
+                _SPLITS[bench] = bench.load()
+            model = model or build_for_evaluation(model_entry.spec, model_entry.checkpoint, device, precision, seed)
+            keys = {(model_entry.label, model.checkpoint_hash(), bench.dataset, bench.split, protocol.id, precision,
+                     split.category) for split in _SPLITS[bench]}
+            if keys <= done:
                 outcome.messages.append(f"reused: {model_entry.label} on {bench.dataset}")
                 continue
-            outcome.runs.append(_evaluate_one(model, model_entry, _SPLITS[bench], protocol, cache_dir, device, seed,
-                                              batch_size, progress))
+            outcome.runs.append(_evaluate_one(model, model_entry, _SPLITS[bench], protocol, cache_dir,
+                                              dict(device=device, batch_size=batch_size, chunk_size=chunk_size,
+                                                   progress=progress, precision=precision, num_workers=num_workers),
+                                              seed))
+            outcome.done |= keys
             outcome.messages.append(f"evaluated: {model_entry.label} on {bench.dataset}")
         except Exception as exc:  # one failing model must not hide the others: record it
             outcome.errors.append(_error_row(model_entry, bench, protocol.id, exc))
@@ -146,39 +188,48 @@ def write_outcome(out: Path, outcome: ModelOutcome, log: Callable[[str], None] =
     return outcome.errors
 
 
-def _build(entry: ModelEntry, device: str):
-    from cirbench.interface import build_model
+def build_for_evaluation(spec: str, checkpoint: Path | None, device: str, precision: str, seed: int = 0):
+    """A model built only to be evaluated: on ``device`` (a torch module), at bf16 holding its
+    frozen towers in bf16 (``hold_in_bf16``); torch seeded with ``seed`` first."""
+    import torch
 
-    return build_model(entry.spec, checkpoint=entry.checkpoint).to(device)
+    from cirbench.eval.evaluator import hold_in_bf16
+    from cirbench.baselines.zoo import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(spec, checkpoint=checkpoint)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
+    if precision == "bf16":
+        hold_in_bf16(model)
+    return model
 
 
 def finished_evaluations(out: Path) -> set[tuple]:
-    """(label, checkpoint hash, dataset, split, protocol) of every evaluation already in ``out``, read once."""
-    from cirbench.results import RESULTS_FILE, read_records
+    """(label, checkpoint hash, dataset, split, protocol, precision, category) of every evaluation
+    already in ``out``, read once."""
+    from cirbench.results import RESULTS_FILE, read_records, record_precision
 
     if not (Path(out) / RESULTS_FILE).is_file():
         return set()
-    return {(r.get("label"), r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"])
-            for r in read_records([Path(out) / RESULTS_FILE])}
+    return {(r.get("label"), r["checkpoint_hash"], r["dataset"], r["split"], r["protocol"], record_precision(r),
+             r["category"]) for r in read_records([Path(out) / RESULTS_FILE])}
 
 
-def _evaluate_one(model, entry: ModelEntry, splits, protocol, cache_dir, device, seed, batch_size,
-                  progress) -> tuple[list[dict], list[dict]]:
+def _evaluate_one(model, entry: ModelEntry, splits, protocol, cache_dir, options: dict,
+                  seed: int) -> tuple[list[dict], list[dict]]:
+    """(records, ranks) of one benchmark; ``options``: the evaluator's keywords (device, batch_size,
+    progress, precision, num_workers)."""
     from cirbench.eval.evaluator import evaluate
+    from cirbench.model_folder import folder_config_hash
     from cirbench.results import eval_records, new_run_id, rank_rows
 
-    result = evaluate(model, splits, protocol, batch_size=batch_size, cache_dir=cache_dir, device=device, progress=progress)
+    result = evaluate(model, splits, protocol, cache_dir=cache_dir, **options)
     run_id = new_run_id()
-    config_hash = _checkpoint_config_hash(entry.checkpoint)
+    config_hash = folder_config_hash(entry.checkpoint)
     records = eval_records(result, protocol, run_id=run_id, seed=seed, config_hash=config_hash, label=entry.label)
     ranks = [{**row, "label": entry.label} for row in rank_rows(result, run_id=run_id, seed=seed)]
     return records, ranks
-
-
-def _checkpoint_config_hash(checkpoint: Path | None) -> str | None:
-    if checkpoint is None or not (Path(checkpoint) / "config.json").is_file():
-        return None
-    return json.loads((Path(checkpoint) / "config.json").read_text()).get("config_hash")
 
 
 def _error_row(entry: ModelEntry, bench: BenchmarkEntry, protocol: str, exc: Exception) -> dict:
@@ -188,7 +239,4 @@ def _error_row(entry: ModelEntry, bench: BenchmarkEntry, protocol: str, exc: Exc
 
 
 def write_errors(out: Path, errors: list[dict]) -> None:
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with (Path(out) / ERRORS_FILE).open("a", encoding="utf-8") as handle:
-        for row in errors:
-            handle.write(json.dumps(row) + "\n")
+    append_jsonl(Path(out) / ERRORS_FILE, errors)  # written even when empty: "no error" is stated, not implied

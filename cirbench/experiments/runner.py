@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.experiments.evaluate_all import (
     BenchmarkEntry,
     ModelEntry,
@@ -65,9 +65,11 @@ def run_trainings(
     device: str = "cpu",
     progress: bool = True,
     log: Log = print,
+    precision: str = "fp32",
 ) -> Run:
     """Prepare the data, train each of ``trainings`` (or reuse it) and evaluate them and the
-    ``zero_shot`` (label, spec) models on both benchmarks into ``<out>/results``.
+    ``zero_shot`` (label, spec) models on both benchmarks into ``<out>/results``; training and
+    evaluation on ``device``, evaluation at ``precision``.
 
     ``threads``: torch CPU threads per process. One is the default: the tiny models are too small
     for two threads to pay off, and two threads collapse (15x slower, measured) when anything else
@@ -78,7 +80,8 @@ def run_trainings(
 
     torch.set_num_threads(threads)
     out = Path(out)
-    real = real_data(data_root) if data_root is not None else None  # checked before anything is written
+    check_recipes(trainings, out, batch_size)  # every recipe, and the real data, before anything is written
+    real = real_data(data_root) if data_root is not None else None
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(" ".join(["cirbench", *sys.argv[1:]]) + "\n")
     started = time.time()
@@ -89,12 +92,13 @@ def run_trainings(
     benchmarks = [BenchmarkEntry(name, data[name]) for name in BENCHMARKS]
     quiet = jobs > 1  # bars and lines of several processes would interleave: each task logs to a file
     tasks = [task for t in trainings if (task := _training_task(t, data, out, batch_size, progress and not quiet,
-                                                                quiet, log)) is not None]
+                                                                quiet, log, device)) is not None]
     keys = {task.key for task in tasks}  # a reused model needs no waiting for
     tasks = [replace(task, needs=tuple(need for need in task.needs if need in keys)) for task in tasks]
     training_of = {finals[task.args[0].key]: task.key for task in tasks}  # a model folder -> the task making it
     done = finished_evaluations(out / "results")
-    evaluation = dict(cache_dir=out / "cache", device=device, seed=seed, batch_size=128, progress=progress and not quiet)
+    evaluation = dict(cache_dir=out / "cache", device=device, seed=seed, batch_size=128, progress=progress and not quiet,
+                      precision=precision)
     tasks += [Task(f"eval:{index}", _evaluation_task, (entry, benchmarks, done, evaluation, _log_file(out, entry.label, quiet)),
                    needs=(training_of[entry.checkpoint],) if entry.checkpoint in training_of else ())
               for index, entry in enumerate(models)]
@@ -147,13 +151,14 @@ def _log_file(out: Path, name: str, quiet: bool) -> Path | None:
 
 
 def _training_task(training: Training, data: dict[str, Path], out: Path, batch_size: int | None, progress: bool,
-                   quiet: bool, log: Log) -> Task | None:
+                   quiet: bool, log: Log, device: str) -> Task | None:
     """The task that trains ``training``; None when its finished model is reused (checked here)."""
     if (out / "train" / training.key / "final" / "config.json").is_file():
-        train_one(training, data, out, batch_size, progress, log)  # checks the recipe, logs "reused"
+        train_one(training, data, out, batch_size, progress, log, device)  # checks the recipe, logs "reused"
         return None
     needs = (f"train:{training.init_from}",) if training.init_from else ()
-    return Task(f"train:{training.key}", _train_task, (training, data, out, batch_size, progress, None if quiet else log,
+    return Task(f"train:{training.key}", _train_task, (training, data, out, batch_size, progress, device,
+                                                       None if quiet else log,
                                                        _log_file(out, f"train-{training.key}", quiet)), needs)
 
 
@@ -169,10 +174,10 @@ def _init_worker(threads: int) -> None:
 
 
 def _train_task(training: Training, data: dict[str, Path], out: Path, batch_size: int | None, progress: bool,
-                log: Log | None, log_file: Path | None) -> str:
+                device: str, log: Log | None, log_file: Path | None) -> str:
     """Train (in a worker process when ``log_file`` is set: its output goes there); returns the last epoch line."""
     with _output_to(log_file):
-        final = train_one(training, data, out, batch_size, progress, log or print)
+        final = train_one(training, data, out, batch_size, progress, log or print, device)
     return _last_epoch(final.parent / "log.jsonl") if log_file else ""
 
 
@@ -201,6 +206,15 @@ def _last_epoch(log_jsonl: Path) -> str:
     return f"{losses}, {last.get('samples_per_s', 0):.0f} samples/s"
 
 
+def check_recipes(trainings: Sequence[Training], out: Path, batch_size: int | None) -> None:
+    """Validate every training's resolved recipe (``read_recipe``) with its plan's delta applied."""
+    from cirbench.train.recipe import read_recipe
+
+    placeholders = {name: Path(folder) for name, folder in DATA_FOLDERS.items()}  # folders are made later
+    for training in trainings:
+        read_recipe(resolved_recipe(training, placeholders, out, batch_size), training.recipe, training.model)
+
+
 def real_data(data_root: Path) -> dict[str, Path]:
     """``<data_root>/{facap,fashioniq,enhfashioniq}``: FACap (release layout or build-facap output),
     FashionIQ and enhFashionIQ (build-enhfiq output)."""
@@ -216,20 +230,20 @@ def synthetic_data(world: Path | None, out: Path, progress: bool, log: Log, jobs
     """The world (default: the cached default world) with its tiny backbones (pre-trained ``jobs``
     at once where the shipped ones do not fit), and the FACap-style and enhFashionIQ-style sets
     built from it under ``<out>/data``."""
-    from cirbench.facap.world import ensure_world
-    from cirbench.synth.backbones import backbones_ready, ensure_backbones, pretraining_minutes, pretraining_progress
+    from cirbench.synth.default_world import ensure_world
+    from cirbench.synth.tiny_backbones import backbones_ready, ensure_backbones, pretraining_minutes
 
     world = ensure_world(world, progress)
     if not (world / "fashioniq").is_dir():
         raise DataError(world, "--world", "not a synthetic world folder (no fashioniq/; make one with `cirbench synth`)")
     log(f"world: {world}")
-    if not backbones_ready(world):
+    if not backbones_ready(world, keep_existing=True):
         log(f"its shop images are not the default world's, so the shipped tiny backbones do not fit them: "
             f"pre-training a tiny CLIP and a tiny BLIP-2 on them first, about {pretraining_minutes(jobs=jobs):.0f} "
             f"minutes on {min(jobs, 2)} free core(s) (once per world; `cirbench synth-backbones --world {world}` "
             "does it alone)")
-    with pretraining_progress(progress and jobs == 1, log) as on_step:
-        ensure_backbones(world, on_step=on_step, jobs=min(jobs, 2))
+    # the world's own backbones, however `synth-backbones` made them: never pre-trained over
+    ensure_backbones(world, keep_existing=True, jobs=min(jobs, 2))
     return _build_datasets(world, out, log)
 
 
@@ -247,7 +261,7 @@ def _build_datasets(world: Path, out: Path, log: Log) -> dict[str, Path]:
     from cirbench.facap.build import FacapBuildConfig, build_facap, world_sources
     from cirbench.facap.embedding import make_embedder
     from cirbench.facap.enhfiq import EnhFiqBuildConfig, build_enhfiq
-    from cirbench.facap.world import world_embedder
+    from cirbench.synth.default_world import world_embedder
 
     embedder, note = world_embedder(None, world)
     if note:
@@ -265,9 +279,10 @@ def _build_datasets(world: Path, out: Path, log: Log) -> dict[str, Path]:
 
 
 def train_one(
-    training: Training, data: dict[str, Path], out: Path, batch_size: int | None, progress: bool, log: Log
+    training: Training, data: dict[str, Path], out: Path, batch_size: int | None, progress: bool, log: Log,
+    device: str = "cpu",
 ) -> Path:
-    """Train one plan entry (or reuse its finished model); returns its final model folder."""
+    """Train one plan entry on ``device`` (or reuse its finished model); returns its final model folder."""
     from cirbench.train.recipe_run import train_from_recipe
 
     run_dir = out / "train" / training.key
@@ -279,7 +294,8 @@ def train_one(
         return final
     resume = (run_dir / "checkpoints").is_dir()
     log(_training_line(training, resume))
-    train_from_recipe(training.model, config, Path(training.recipe), run_dir, resume=resume, progress=progress)
+    train_from_recipe(training.model, config, Path(training.recipe), run_dir, resume=resume, progress=progress,
+                      device=device)
     return final
 
 
@@ -295,7 +311,7 @@ def resolved_recipe(training: Training, data: dict[str, Path], out: Path, batch_
         overrides.append(f"train.batch_size={batch_size}")
     if training.init_from:
         overrides.append(f"model.init_from={out / 'train' / training.init_from / 'final'}")
-    return apply_overrides(load_recipe(training.recipe), overrides + list(training.overrides))
+    return apply_overrides(load_recipe(training.recipe), overrides + list(training.overrides), training.recipe)
 
 
 def _check_same_recipe(run_dir: Path, config: dict[str, Any]) -> None:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Callable
 
 import cirbench
-from cirbench.data.schema import DataError
-from cirbench.facap.backends import BackendOptions, Captioner, Modifier, build_captioner_for, build_modifier
-from cirbench.facap.embedding import DEFAULT_CLIP, Embedder, make_embedder
+from cirbench.errors import DataError
+from cirbench.facap.backends import BackendOptions, Captioner, Modifier, make_annotators
+from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import write_facap_release
 from cirbench.facap.pipeline import PipelineSettings, run_pipeline
 from cirbench.facap.sources import SourceData, limit_records, read_deepfashion_mm, read_fashion200k, read_folder
+from cirbench.files import check_writable_folder
 
 WORLD_SOURCES = ("fashion200k", "deepfashion_mm")
 
@@ -73,12 +74,22 @@ def build_facap(
     sources: list[SourceData] | None = None,
 ) -> dict:
     """Build (or resume) a FACap-style release in ``config.out``; returns its manifest.
-    ``sources``: the config's sources already read (``read_sources``)."""
+
+    Args:
+        config: the sources, the output folder, the pairing CLIP, the two annotation backends and
+            their options, the image limit and the pipeline settings (seed, top-k, progress).
+        embedder: the pairing encoder (None: made from ``config.clip_model``).
+        captioner: stage 1, a caption per image (None: made from ``config.captioner``).
+        modifier: stage 2, a modification text per pair (None: made from ``config.modifier``).
+        sources: the config's sources already read (``read_sources``; None: read here).
+
+    The work of each stage is stored under ``config.out/work`` as it is done, so a rerun resumes;
+    bad source data stops with a ``DataError`` before any model runs.
+    """
+    check_writable_folder(config.out)
     sources = sources or read_sources(config)
     records = [r for source in sources for r in limit_records(source.records, config.limit)]
-    embedder = embedder or make_embedder(config.clip_model, config.device)
-    captioner = captioner or build_captioner_for(config.captioner, config.captioner_options, embedder)
-    modifier = modifier or build_modifier(config.modifier, config.modifier_options)
+    embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)
     described = [_describe_source(spec, source, config.limit) for spec, source in zip(config.sources, sources)]
     identity = {"sources": described, "limit": config.limit}
     result = run_pipeline(records, Path(config.out) / "work", embedder, captioner, modifier, config.settings, identity)

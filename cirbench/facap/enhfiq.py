@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cirbench
-from cirbench.data.schema import DataError
-from cirbench.facap.backends import BackendOptions, Captioner, Modifier, build_captioner_for, build_modifier
-from cirbench.facap.embedding import DEFAULT_CLIP, Embedder, make_embedder
+from cirbench.errors import DataError
+from cirbench.facap.backends import BackendOptions, Captioner, Modifier, make_annotators
+from cirbench.facap.embedding import DEFAULT_CLIP, Embedder
 from cirbench.facap.output import json_bytes, write_files
 from cirbench.facap.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from cirbench.facap.sources import ImageRecord
-from cirbench.facap.store import write_atomic
+from cirbench.files import check_writable_folder, write_atomic
 
 SPLIT = "val"
 
@@ -67,12 +67,19 @@ def build_enhfiq(
     by_category: dict[str, list[ImageRecord]] | None = None,
 ) -> dict:
     """Build (or resume) an enhFashionIQ-style folder in ``config.out``; returns its manifest.
-    ``by_category``: the val records already read (``val_records``)."""
+
+    Args:
+        config: the FashionIQ folder, the output folder, the categories, the pairing CLIP, the two
+            annotation backends and their options, the pipeline settings.
+        embedder: the pairing encoder (None: made from ``config.clip_model``).
+        captioner: stage 1 (None: made from ``config.captioner``).
+        modifier: stage 2 (None: made from ``config.modifier``).
+        by_category: the val records already read (``val_records``; None: read here).
+    """
     root = Path(config.fashioniq)
+    check_writable_folder(config.out)
     by_category = by_category or val_records(root, config.categories)
-    embedder = embedder or make_embedder(config.clip_model, config.device)
-    captioner = captioner or build_captioner_for(config.captioner, config.captioner_options, embedder)
-    modifier = modifier or build_modifier(config.modifier, config.modifier_options)
+    embedder, captioner, modifier = make_annotators(config, embedder, captioner, modifier)
     records = [r for group in by_category.values() for r in group]
     identity = {"fashioniq": str(root.resolve()), "categories": sorted(by_category)}
     result = run_pipeline(records, Path(config.out) / "work", embedder, captioner, modifier, config.settings, identity)

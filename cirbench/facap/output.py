@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from cirbench.facap.pipeline import PipelineResult
-from cirbench.facap.store import write_atomic
+from cirbench.files import write_atomic
 
 RELEASE_FORMAT = "facap-release/1"
 

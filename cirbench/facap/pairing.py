@@ -1,7 +1,8 @@
 """CLIP pairing as in the paper: within one source and category, every image's top-20 most similar
 images by inner product (other views of the same product excluded), and one of them at random.
 
-The search is exact (FAISS ``IndexFlatIP``) and runs over chunks of queries, so memory holds the
+The search is exact (FAISS ``IndexFlatIP``, ``flat_ip_index``: on the GPUs when FAISS was
+installed with GPU support and sees one) and runs over chunks of queries, so memory holds the
 vectors, one chunk of results and the kept top-k, never the similarity matrix. The random pick is
 a hash of (seed, image id): the same image gets the same partner in every run, resumed or not.
 """
@@ -26,6 +27,19 @@ def group_indices(keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], np.n
     return {key: np.asarray(groups[key], dtype=np.int64) for key in sorted(groups)}
 
 
+def flat_ip_index(dim: int):
+    """An exact inner-product FAISS index over ``dim``-d vectors: on every GPU when the installed
+    FAISS has GPU support and sees a GPU (faiss-gpu has no CPU fallback of its own, so the GPU count
+    is checked first), else on the CPU (faiss-cpu, the default install)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(dim)
+    get_num_gpus = getattr(faiss, "get_num_gpus", None)
+    if get_num_gpus is not None and get_num_gpus() > 0:
+        return faiss.index_cpu_to_all_gpus(index)
+    return index
+
+
 def search_excluding_products(
     vectors: np.ndarray,
     products: np.ndarray,
@@ -40,10 +54,8 @@ def search_excluding_products(
     Returns ids [Q, k] (-1 where fewer than k candidates exist) and their scores [Q, k]. Searching
     ``k + (largest product's view count)`` deep is enough: at most that many hits share a product.
     """
-    import faiss
-
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    index = flat_ip_index(vectors.shape[1])
     index.add(vectors)
     depth = min(len(vectors), k + int(np.bincount(products).max()))
     ids_out = np.full((len(queries), k), -1, dtype=np.int64)

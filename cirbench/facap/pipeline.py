@@ -16,13 +16,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.backends import CaptionRequest, Captioner, Failure, ModificationRequest, Modifier, Result
 from cirbench.facap.embedding import Embedder
 from cirbench.facap.pairing import TOP_K, group_indices, pair_group
-from cirbench.facap.progress import stage_progress
+from cirbench.progress import stage_progress
 from cirbench.facap.sources import ImageRecord
-from cirbench.facap.store import JsonlStore, load_array, save_array, write_atomic
+from cirbench.facap.store import JsonlStore, load_array, save_array
+from cirbench.files import write_json_atomic
 
 STORE_CHUNK = 128  # annotations per store append (what a kill can cost at most)
 
@@ -107,7 +108,7 @@ def check_work_identity(work: Path, identity: dict) -> None:
         if changed:
             raise DataError(path, ", ".join(changed), f"differs from this command's; resume with the same command, or use a new --out (or delete {work})")
         return
-    write_atomic(path, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    write_json_atomic(path, identity, sort_keys=True)
 
 
 def _ids_hash(by_id: dict[str, ImageRecord]) -> str:

@@ -10,7 +10,6 @@ changes (precision), and of the true attribute changes, the share the text names
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -24,8 +23,9 @@ from html import escape
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from cirbench.data.schema import DataError
-from cirbench.facap.attributes import DIMENSIONS, canonical_value, find_mentions
+from cirbench.errors import DataError
+from cirbench.facap.attribute_phrases import DIMENSIONS, canonical_value, find_mentions
+from cirbench.files import data_url
 
 CRITERIA = ("faithfulness", "details", "saliency")
 SHEET_COLUMNS = ("item", "dataset", "category", "candidate", "target", "text", *CRITERIA, "candidate_path", "target_path")
@@ -110,7 +110,7 @@ def _data_url(path: str) -> str:
     thumbnail.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buffer = io.BytesIO()
     thumbnail.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_url(buffer.getvalue(), "image/jpeg")
 
 
 def sheet_html(items: Sequence[QualityItem]) -> str:

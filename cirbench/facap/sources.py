@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from cirbench.data.schema import DataError
+from cirbench.data.images import check_image_id, confined_path
+from cirbench.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -43,13 +44,24 @@ def limit_records(records: list[ImageRecord], limit: int | None) -> list[ImageRe
     return ordered if limit is None else ordered[:limit]
 
 
+def text_lines(path: Path) -> Iterable[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file; bytes that are not UTF-8 stop the read naming the line."""
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(path, f"line {line_no}, byte {exc.start}", "not UTF-8 text") from None
+
+
 # --- Fashion200k -------------------------------------------------------------------------------
 
 _F200K_LABEL_FILE = re.compile(r"^(?P<cat>[a-z]+)_(?P<split>train|test)_detect_all\.txt$")
 
 
 def read_fashion200k(root: Path) -> SourceData:
-    """``labels/{cat}_{split}_detect_all.txt`` lines ``path<TAB>score<TAB>description``.
+    """``labels/{cat}_{split}_detect_all.txt`` lines ``path<TAB>score<TAB>description``; a path
+    that leaves ``root`` (absolute, '..', a symbolic link pointing out) stops the read naming the line.
 
     The product id is the image's folder (``.../<product id>/<product id>_<view>.jpeg``).
     Images listed in both splits are read once.
@@ -64,11 +76,11 @@ def read_fashion200k(root: Path) -> SourceData:
         match = _F200K_LABEL_FILE.match(label_file.name)
         if not match:
             raise DataError(label_file, "file name", "expected {category}_{train|test}_detect_all.txt")
-        for rel_path, description in _fashion200k_lines(label_file):
+        for line_no, rel_path, description in _fashion200k_lines(label_file):
+            path = confined_path(root, rel_path, label_file, f"line {line_no}")
             image_id = f"fashion200k/{rel_path}"
             if image_id in records or image_id in missing:
                 continue
-            path = root / rel_path
             if not path.is_file():
                 missing.append(image_id)
                 continue
@@ -78,15 +90,14 @@ def read_fashion200k(root: Path) -> SourceData:
     return SourceData("fashion200k", root, list(records.values()), missing)
 
 
-def _fashion200k_lines(label_file: Path) -> Iterable[tuple[str, str]]:
-    with open(label_file, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                raise DataError(label_file, f"line {line_no}", "expected 3 tab-separated fields: path, score, description")
-            yield parts[0].strip(), parts[2].strip()
+def _fashion200k_lines(label_file: Path) -> Iterable[tuple[int, str, str]]:
+    for line_no, line in text_lines(label_file):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 3:
+            raise DataError(label_file, f"line {line_no}", "expected 3 tab-separated fields: path, score, description")
+        yield line_no, parts[0].strip(), parts[2].strip()
 
 
 # --- DeepFashion-MultiModal --------------------------------------------------------------------
@@ -130,7 +141,8 @@ def read_deepfashion_mm(root: Path) -> SourceData:
     captions = _read_json_object(root / "captions.json") if (root / "captions.json").is_file() else {}
     labels = _deepfashion_labels(root)
     records = [
-        _deepfashion_record(path, image_dir, captions, labels)
+        _deepfashion_record(confined_path(root, path.relative_to(root).as_posix(), image_dir, path.name),
+                            image_dir, captions, labels)
         for path in sorted(image_dir.iterdir())
         if path.suffix.lower() in IMAGE_SUFFIXES
     ]
@@ -162,14 +174,13 @@ def _deepfashion_labels(root: Path) -> dict[str, dict[str, list[int]]]:
 
 def _read_label_table(path: Path, width: int) -> dict[str, list[int]]:
     table = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != width + 1 or not all(p.lstrip("-").isdigit() for p in parts[1:]):
-                raise DataError(path, f"line {line_no}", f"expected an image name and {width} integer labels")
-            table[parts[0]] = [int(p) for p in parts[1:]]
+    for line_no, line in text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != width + 1 or not all(p.lstrip("-").isdigit() for p in parts[1:]):
+            raise DataError(path, f"line {line_no}", f"expected an image name and {width} integer labels")
+        table[parts[0]] = [int(p) for p in parts[1:]]
     return table
 
 
@@ -198,15 +209,18 @@ def _deepfashion_attributes(labels: dict, name: str, category: str) -> dict[str,
 
 def read_folder(root: Path, metadata: Path, name: str = "folder") -> SourceData:
     """One JSON object per line: ``path`` (relative to ``root``) and ``category`` required;
-    ``product_id`` (default: the path), ``description`` and ``attributes`` (object) optional."""
+    ``product_id`` (default: the path), ``description`` and ``attributes`` (object) optional.
+
+    A path must stay under ``root`` (no absolute path, no '..', no symbolic link pointing out) and
+    a category must be a plain name (it becomes part of the release's file names): anything else
+    stops the read naming the metadata file and line, before anything is written."""
     root, metadata = Path(root), Path(metadata)
     records: list[ImageRecord] = []
     missing: list[str] = []
-    with open(metadata, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if line.strip():
-                record = _folder_record(root, metadata, line_no, line, name)
-                (records if record.path.is_file() else missing).append(record)
+    for line_no, line in text_lines(metadata):
+        if line.strip():
+            record = _folder_record(root, metadata, line_no, line, name)
+            (records if record.path.is_file() else missing).append(record)
     return SourceData(name, root, records, [r.image_id for r in missing])
 
 
@@ -221,9 +235,11 @@ def _folder_record(root: Path, metadata: Path, line_no: int, line: str, name: st
     attributes = item.get("attributes", {})
     if not isinstance(attributes, dict):
         raise DataError(metadata, entry, '"attributes" must be an object')
+    path = confined_path(root, item["path"], metadata, entry)
     rel = Path(item["path"]).as_posix()
+    category = check_image_id(item["category"].strip().lower(), metadata, entry, what="category")
     return ImageRecord(
-        f"{name}/{rel}", root / rel, name, item["category"].strip().lower(),
+        f"{name}/{rel}", path, name, category,
         str(item.get("product_id", rel)), str(item.get("description", "")),
         {str(k): str(v) for k, v in attributes.items()},
     )
@@ -234,6 +250,8 @@ def _read_json_object(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(path, f"line {exc.lineno}", f"not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"byte {exc.start}", "not UTF-8 text") from None
     if not isinstance(data, dict):
         raise DataError(path, "top level", "expected a JSON object {image name: caption}")
     return data

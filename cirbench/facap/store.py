@@ -2,8 +2,9 @@
 
 A ``JsonlStore`` holds one JSON record per line, keyed by ``record["key"]``; the last record of a
 key wins, so a retried failure is simply appended again. Records are appended in batches with one
-``write`` on an ``O_APPEND`` descriptor followed by ``fsync``: a kill can only tear the final line,
-which ``load`` detects and cuts off before anything new is appended.
+``write`` on an ``O_APPEND`` descriptor followed by ``fsync`` (``cirbench.files.append_durably``): a
+kill can only tear the final line, which ``load`` detects and cuts off before anything new is
+appended (``repair_torn_line``, the same repair as the result files').
 
 Arrays (embeddings) are written whole to a temporary file and renamed into place.
 """
@@ -11,11 +12,11 @@ Arrays (embeddings) are written whole to a temporary file and renamed into place
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
+from cirbench.files import append_durably, decode_utf8, repair_torn_line, write_atomic
 
 
 class JsonlStore:
@@ -24,31 +25,17 @@ class JsonlStore:
 
     def load(self) -> dict[str, dict]:
         """key -> last record. Cuts off a torn final line (a write interrupted by a kill)."""
-        if not self.path.is_file():
-            return {}
-        data = self.path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):
-            os.truncate(self.path, len(complete))
+        complete = repair_torn_line(self.path)
         records: dict[str, dict] = {}
-        for line_no, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+        for line_no, line in enumerate(decode_utf8(self.path, complete).splitlines(), 1):
             record = self._parse(line, line_no)
             records[record["key"]] = record
         return records
 
     def append(self, records: Iterable[dict]) -> None:
         payload = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
-        if not payload:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(payload.encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if payload:
+            append_durably(self.path, payload.encode("utf-8"))
 
     def _parse(self, line: str, line_no: int) -> dict:
         try:
@@ -58,18 +45,6 @@ class JsonlStore:
         if not isinstance(record, dict) or not isinstance(record.get("key"), str):
             raise DataError(self.path, f"line {line_no}", 'store record without a string "key"')
         return record
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def save_array(path: Path, array) -> None:

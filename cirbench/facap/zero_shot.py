@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cirbench.facap.attributes import VOCABULARY
+from cirbench.facap.attribute_phrases import VOCABULARY
 from cirbench.facap.embedding import ClipEmbedder, unit_rows
 
 _PROMPTS = {

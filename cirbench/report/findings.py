@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cirbench.eval.metrics import ComparisonError, PairedTest, QueryRanks, paired_test
+
+if TYPE_CHECKING:
+    from cirbench.report.table_model import Row, Table
 
 ALPHA = 0.05
 NO_DIFFERENCE = f"no significant difference at {ALPHA:.0%}"
@@ -181,3 +184,44 @@ def _format_test(test: PairedTest) -> str:
 
 def _p_text(p_value: float) -> str:
     return f"p = {p_value:.3f}" if p_value >= 0.001 else "p < 0.001"
+
+
+# ---- as a table ------------------------------------------------------------------------------
+
+
+def findings_table(findings: Sequence[Finding], questions: Sequence[str] = PAPER_QUESTIONS, title: str = "") -> "Table":
+    """The findings as the one table model: per finding the question, the benchmark, runs A and B,
+    per K the mean recall of each, the difference with its 95% interval and the p-value, and the
+    Holm-corrected verdict; every one of ``questions`` appears, measured or not (as in
+    ``format_findings``)."""
+    from cirbench.report.table_model import LABEL, Column, Row, Table
+
+    ks = sorted({test.k for finding in findings for test in finding.tests}) or [10, 50]
+    texts = ("question", "benchmark", "A", "B")
+    columns = [Column(key, key, LABEL, index=i) for i, key in enumerate(texts)]
+    for k in ks:
+        group = f"mean R@{k}"
+        columns += [Column(f"r{k}_a", f"R@{k} A", group=group, sub="A"), Column(f"r{k}_b", f"R@{k} B", group=group, sub="B"),
+                    Column(f"r{k}_diff", f"R@{k} A − B", group=group, sub="A − B [95% CI]"),
+                    Column(f"r{k}_p", f"R@{k} p", group=group, sub="p")]
+    columns.append(Column("verdict", f"verdict (Holm over R@{', R@'.join(map(str, ks))})", LABEL, index=len(texts)))
+    table = Table(title, "findings", tuple(columns))
+    for question in [*questions, None]:
+        answers = [f for f in findings if f.label == question or (question is None and f.label not in questions)]
+        if question is not None and not answers:
+            table.rows.append(Row((question, "—", "—", "—", "not measured in this run"), source="not-measured"))
+        table.rows += [_finding_row(finding) for finding in answers]
+    return table
+
+
+def _finding_row(finding: Finding) -> "Row":
+    from cirbench.report.table_model import Cell, Row
+
+    row = Row((finding.label, f"{finding.dataset} {finding.split} ({finding.n_queries:,} queries)",
+               finding.run_a, finding.run_b, f"A vs B: {finding.verdict}"))
+    for test in finding.tests:
+        row.cells |= {f"r{test.k}_a": Cell(test.recall_a), f"r{test.k}_b": Cell(test.recall_b),
+                      f"r{test.k}_diff": Cell(test.difference, test.ci_low, test.ci_high, signed=True),
+                      f"r{test.k}_p": Cell(test.p_value, printed=_p_text(test.p_value).removeprefix("p ").lstrip("= "))}
+    return row
+

@@ -4,7 +4,7 @@ One row per query: the reference image, the query text as the protocol forms it,
 retrieved gallery images, best first, with the target framed in green when it is among them.
 
 The selected queries are scored through the model interface only (``preprocess``,
-``encode_query``, ``encode_candidates``, the scorer named in ``model.meta.scorer``), with the
+``encode_query``, ``encode_candidates``, ``similarity``), with the
 gallery features taken from the evaluator's feature cache when it holds them. The displayed order
 follows the evaluator's tie rule (the target is placed last among equal scores), so the shown
 position of the target is the rank the evaluator reports.
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from cirbench.data.schema import CIRQuery, DataError, EvalSplit
+from cirbench.data.images import open_rgb
+from cirbench.errors import DataError
+from cirbench.data.schema import CIRQuery, EvalSplit
 from cirbench.eval.evaluator import eval_mode
 from cirbench.eval.protocols import EvalProtocol
 
@@ -127,7 +129,6 @@ def retrieve_top_k(
 ) -> list[GridRow]:
     """The top-k gallery ids and the target's rank for each chosen query."""
     from cirbench.eval.retrieval import ranks_from_scores
-    from cirbench.scorers import get_scorer
 
     queries = [_query(split, index) for index in query_indices]
     texts = [protocol.query_text(q.captions) for q in queries]
@@ -138,7 +139,7 @@ def retrieve_top_k(
     with eval_mode(model):
         candidates = _gallery_features(model, split, cache_dir, device, batch_size).to(device)
         references = _load_images(model, split, [q.reference_id for q in queries]).to(device)
-        scores = get_scorer(model.meta.scorer)(model.encode_query(references, texts), candidates).float().cpu()
+        scores = model.similarity(model.encode_query(references, texts), candidates).float().cpu()
     targets, excluded = _target_and_excluded_columns(queries, columns, protocol)
     ranks = ranks_from_scores(scores, targets, excluded)
     return [
@@ -211,20 +212,10 @@ def _image_paths(split: EvalSplit, image_ids: Sequence[str]) -> list[Path]:
     return [Path(split.image_paths[i]) for i in image_ids]
 
 
-def _open_rgb(path: Path) -> "Image.Image":
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(path, path.stem, f"cannot read the image: {exc}") from None
-
-
 def _load_images(model: "CIRModel", split: EvalSplit, image_ids: Sequence[str]) -> "torch.Tensor":
     import torch
 
-    return torch.stack([model.preprocess(_open_rgb(path)) for path in _image_paths(split, image_ids)])
+    return torch.stack([model.preprocess(open_rgb(path)) for path in _image_paths(split, image_ids)])
 
 
 # ---- drawing ---------------------------------------------------------------------------------
@@ -282,7 +273,7 @@ def _paste_tile(canvas: "Image.Image", split: EvalSplit, image_id: str, left: in
     """The image scaled to fit the tile, centred, aspect ratio kept."""
     from PIL import ImageOps
 
-    image = ImageOps.contain(_open_rgb(_image_paths(split, [image_id])[0]), (tile, tile))
+    image = ImageOps.contain(open_rgb(_image_paths(split, [image_id])[0]), (tile, tile))
     canvas.paste(image, (left + (tile - image.width) // 2, top + (tile - image.height) // 2))
 
 

@@ -1,58 +1,62 @@
-"""One self-contained HTML page for a results folder: tables, findings, plots, grids, provenance.
+"""One self-contained HTML page for a results folder, laid out to read at laptop width (1,400 px):
 
-The page needs nothing else to open: CSS is inline, images are base64 data URIs, there are no
-scripts, links or network references. Every text taken from files is HTML-escaped.
+1. a short summary table (per model and benchmark: mean R@10 and R@50 over categories, and the
+   difference from the text-blind baseline), ``report.summary``;
+2. the plots (``plots/**/*.png``);
+3. the paper's questions answered with paired tests, as a table with verdicts
+   (``report.findings.findings_table``);
+4. the paper's ablation tables (Tables 4 and 5, the data-size table) recorded in the folder's
+   report plan (``report.report_plan``);
+5. the per-category detail: the Table-3 style tables with their 95% intervals (``report.tables``);
+6. qualitative grids (``grids/**/*.png``), then ``extra_images``;
+7. provenance: git commits, package versions, protocols, runs, devices and seeds of the records,
+   and the command that made the folder (``command.txt``).
 
-What it gathers from ``results_dir``:
-
-- the Table-3 style tables built from every ``results.jsonl`` under the folder (with bootstrap
-  intervals, the averages' from ``ranks.jsonl``), via ``cirbench.report.tables``;
-- other tables in ``tables/``: Markdown (``.md``) or else CSV (``.csv``) per file stem, except the
-  stems of the tables already built from the records (the ``.txt`` and ``.tex`` renderings of the
-  same tables are left out);
-- ``findings.txt`` (the paired-test findings as ``findings.format_findings`` prints them);
-- ``plots/**/*.png`` and ``grids/**/*.png``, then ``extra_images``;
-- provenance: git commits, package versions, protocols, runs, devices and seeds of the records,
-  and the command that made the folder (``command.txt``).
+Every table is built as the one table model from the records, the ranks and the report plan, and
+rendered by ``report.table_formats.to_html``: nothing is parsed back from Markdown or CSV. The page
+needs nothing else to open: CSS is inline, images are base64 data URIs, there are no scripts,
+links or network references. Every text taken from files is HTML-escaped.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
-import html
-import io
-import os
-import re
-from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
+from cirbench.files import data_url, write_atomic
+from cirbench.report.table_formats import esc, to_html
 from cirbench.results import read_results_folder
 
 if TYPE_CHECKING:
-    from cirbench.report.tables import Row, Table
+    from cirbench.report.table_model import Table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROVENANCE_FILES = ("command.txt",)
-FINDINGS_GLOB = "findings*.txt"  # the demo's findings.txt, the ablations' findings_<table>.txt
-IMAGE_FOLDERS = (("plots", "Plots"), ("grids", "Qualitative grids"))
 PROVENANCE_FIELDS = ("git_commit", "package_version", "protocol", "run_id", "device", "seed")
 
+# Laptop width: numbers never wrap, labels do; intervals sit under their value; a table wider
+# than the window scrolls inside its box instead of pushing the page sideways.
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #1d1d1f; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em 2em; color: #1d1d1f; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
-th, td { border: 1px solid #c8c8c8; padding: .3em .6em; text-align: right; white-space: nowrap; }
-th { background: #dbe7f3; } td.label, th.label { text-align: left; }
-tr.reported td { background: #f4f4f4; font-style: italic; }
-ul.notes { font-size: .85em; color: #555; }
-pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: .85em; }
+h3 { font-size: 1.05em; margin: 1.2em 0 .3em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .85em; }
+th, td { border: 1px solid #c8c8c8; padding: .25em .5em; vertical-align: top; }
+th { background: #dbe7f3; font-weight: 600; } th.group { text-align: center; }
+td.num, th.num { text-align: right; white-space: nowrap; }
+td.label, th.label { text-align: left; max-width: 24em; overflow-wrap: anywhere; }
+span.ci { display: block; font-size: .8em; color: #666; }
+tr.reported td { background: #f4f4f4; font-style: italic; } tr.error td { color: #a00; }
+tr.not-measured td { color: #777; }
+table#summary { font-size: .95em; } table#summary td.num { font-weight: 600; }
+ul.notes { font-size: .85em; color: #555; max-width: 70em; }
+pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: .85em; white-space: pre-wrap; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .85em; color: #555; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2em 1em; }
-dt { font-weight: 600; } dd { margin: 0; font-family: monospace; }
+dt { font-weight: 600; } dd { margin: 0; font-family: monospace; overflow-wrap: anywhere; }
 """
 
 
@@ -64,155 +68,55 @@ def write_html_report(
     extra_images: Iterable[str | Path] = (),
     reported: bool = False,
 ) -> Path:
-    """Write the report of ``results_dir`` to ``out_path``; ``reported`` adds the paper's rows."""
+    """Write the report of ``results_dir`` to ``out_path`` (atomically); ``reported`` adds the
+    paper's Table-3 rows to the detailed tables."""
+    from cirbench.report.findings import findings_table
+    from cirbench.report.report_plan import build_findings, build_paper_tables, read_plan
+    from cirbench.report.summary import reading_order, summary_table
+    from cirbench.report.tables import build_tables
+
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise DataError(results_dir, "report", "no such results folder")
     records, ranks, errors = read_results_folder(results_dir)
-    tables = _build_tables(records, ranks, errors, reported)
+    tables = reading_order(build_tables(records, ranks, reported=reported, ci=True, errors=errors) if records or reported else [])
+    paper_specs, findings_specs = read_plan(results_dir)
+    measured = [t for t in tables if any(row.source == "measured" for row in t.rows)]
+    findings = [findings_table(build_findings(spec, ranks), spec.asked) for spec in findings_specs]
     sections = [
-        _tables_section(tables),
-        _other_tables_section(results_dir / "tables", {t.slug for t in tables}),
-        _findings_section(sorted(results_dir.glob(FINDINGS_GLOB))),
-        *(_images_section(heading, _pngs_under(results_dir / folder), results_dir) for folder, heading in IMAGE_FOLDERS),
+        _section("Summary", [to_html(summary_table(measured), table_id="summary")] if measured else []),
+        _images_section("Plots", _pngs_under(results_dir / "plots"), results_dir),
+        _section("Findings (paired tests on the same queries)", [_wide(t, ci=True) for t in findings if t.rows]),
+        _section("The paper's ablation tables", [_wide(t, ci=True) for t in build_paper_tables(paper_specs, tables)]),
+        _section("Per-category results", [_intervals_note()] + [_wide(t, ci=True) for t in tables] if tables else []),
+        _images_section("Qualitative grids", _pngs_under(results_dir / "grids"), results_dir),
         _images_section("Other images", [Path(p) for p in extra_images], results_dir),
         _provenance_section(records, results_dir),
     ]
-    page = _page(title, [s for s in sections if s])
-    return _write_atomically(Path(out_path), page)
-
-
-def _build_tables(records: list[dict], ranks: list[dict], errors: list[dict], reported: bool) -> list["Table"]:
-    from cirbench.report.tables import build_tables
-
-    if not records and not reported:
-        return []
-    return build_tables(records, ranks, reported=reported, ci=True, errors=errors)
+    return write_atomic(Path(out_path), _page(title, [s for s in sections if s]))
 
 
 def _page(title: str, sections: list[str]) -> str:
     body = "\n".join(sections)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{_esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"<h1>{_esc(title)}</h1>\n{body}\n</body>\n</html>\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{esc(title)}</h1>\n{body}\n</body>\n</html>\n"
     )
 
 
-def _esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+def _section(heading: str, parts: Sequence[str]) -> str:
+    return f"<h2>{esc(heading)}</h2>\n" + "\n".join(parts) if parts else ""
 
 
-def _write_atomically(path: Path, text: str) -> Path:
-    """Temporary file + rename: an earlier report is replaced only by a complete one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-    return path
+def _wide(table: "Table", *, ci: bool = False) -> str:
+    """A table in a box that scrolls sideways by itself should it ever be wider than the window."""
+    return f"<div class=\"scroll\">\n{to_html(table, ci=ci)}\n</div>"
 
 
-# ---- tables ----------------------------------------------------------------------------------
-
-
-def _tables_section(tables: Sequence["Table"]) -> str:
-    if not tables:
-        return ""
-    parts = ["<h2>Results</h2>", "<p>Recall@K in percent; brackets: 95% bootstrap interval over queries.</p>"]
-    parts += [_table_html(table) for table in tables]
-    return "\n".join(parts)
-
-
-def _table_html(table: "Table") -> str:
-    keys = table.column_keys()
-    header = "".join(f"<th>{_esc(table.column_header(k))}</th>" for k in keys)
-    lines = [
-        f"<h3>{_esc(table.title)}</h3>",
-        "<table>",
-        f"<tr><th class=\"label\">model</th><th class=\"label\">source</th>{header}</tr>",
-    ]
-    lines += [_row_html(table, row, keys) for row in table.rows]
-    lines.append("</table>")
-    if table.notes:
-        lines.append("<ul class=\"notes\">" + "".join(f"<li>{_esc(n)}</li>" for n in table.notes) + "</ul>")
-    return "\n".join(lines)
-
-
-def _row_html(table: "Table", row: "Row", keys: list[str]) -> str:
-    from cirbench.report.tables import Cell
-
-    cells = "".join(f"<td>{_esc(row.cells.get(k, Cell(None)).text(ci=True))}</td>" for k in keys)
-    css = " class=\"reported\"" if row.source == "reported" else ""
-    return f"<tr{css}><td class=\"label\">{_esc(row.label)}</td><td class=\"label\">{_esc(row.origin)}</td>{cells}</tr>"
-
-
-def _other_tables_section(folder: Path, shown_slugs: set[str]) -> str:
-    """Markdown (else CSV) tables in ``folder`` not already shown from the records."""
-    if not folder.is_dir():
-        return ""
-    by_name: dict[Path, Path] = {}  # file path without suffix -> the file shown for it
-    for path in sorted(folder.rglob("*")):
-        if path.suffix in (".md", ".csv") and path.stem not in shown_slugs:
-            chosen = by_name.get(path.with_suffix(""))
-            if chosen is None or (chosen.suffix == ".csv" and path.suffix == ".md"):
-                by_name[path.with_suffix("")] = path
-    if not by_name:
-        return ""
-    parts = ["<h2>Other tables</h2>"]
-    for path in by_name.values():
-        text = path.read_text(encoding="utf-8")
-        converted = _markdown_html(text) if path.suffix == ".md" else _csv_html(text)
-        parts.append(f"<h3>{_esc(path.relative_to(folder))}</h3>\n{converted}")
-    return "\n".join(parts)
-
-
-def _csv_html(text: str) -> str:
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        return ""
-    lines = ["<table>", "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in rows[0]) + "</tr>"]
-    lines += ["<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows[1:]]
-    return "\n".join(lines + ["</table>"])
-
-
-_PIPE = re.compile(r"(?<!\\)\|")
-_ALIGNMENT_CELL = re.compile(r":?-{3,}:?")
-
-
-def _markdown_html(text: str) -> str:
-    """The Markdown the table writers produce: headings, pipe tables, bullets, plain lines."""
-    blocks = []
-    for kind, group in groupby((line.strip() for line in text.splitlines()), key=_line_kind):
-        lines = list(group)
-        if kind == "table":
-            blocks.append(_pipe_table_html(lines))
-        elif kind == "bullet":
-            blocks.append("<ul class=\"notes\">" + "".join(f"<li>{_esc(line[2:])}</li>" for line in lines) + "</ul>")
-        elif kind == "heading":
-            blocks.extend(f"<h4>{_esc(line.lstrip('#').strip())}</h4>" for line in lines)
-        elif kind == "text":
-            blocks.extend(f"<p>{_esc(line)}</p>" for line in lines)
-    return "\n".join(blocks)
-
-
-def _line_kind(line: str) -> str:
-    if not line:
-        return "blank"
-    if line.startswith("|"):
-        return "table"
-    if line.startswith("- "):
-        return "bullet"
-    return "heading" if line.startswith("#") else "text"
-
-
-def _pipe_table_html(lines: list[str]) -> str:
-    rows = [[c.strip().replace("\\|", "|") for c in _PIPE.split(line.strip("|"))] for line in lines]
-    rows = [row for row in rows if not all(_ALIGNMENT_CELL.fullmatch(c) for c in row)]
-    if not rows:
-        return ""
-    head = "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in rows[0]) + "</tr>"
-    body = ["<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows[1:]]
-    return "\n".join(["<table>", head, *body, "</table>"])
+def _intervals_note() -> str:
+    return "<p>Recall@K in percent; under each value its 95% bootstrap interval over queries.</p>"
 
 
 # ---- findings, images, provenance ------------------------------------------------------------
@@ -222,18 +126,11 @@ def _pngs_under(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.png"))
 
 
-def _findings_section(paths: Sequence[Path]) -> str:
-    if not paths:
-        return ""
-    text = "\n".join(path.read_text(encoding="utf-8") for path in paths)
-    return f"<h2>Findings (paired tests)</h2>\n<pre>{_esc(text)}</pre>"
-
-
 def _images_section(heading: str, paths: Sequence[Path], results_dir: Path) -> str:
     if not paths:
         return ""
     figures = [_figure(path, results_dir) for path in paths]
-    return f"<h2>{_esc(heading)}</h2>\n" + "\n".join(figures)
+    return f"<h2>{esc(heading)}</h2>\n" + "\n".join(figures)
 
 
 def _figure(path: Path, results_dir: Path) -> str:
@@ -243,10 +140,9 @@ def _figure(path: Path, results_dir: Path) -> str:
     if not data.startswith(PNG_SIGNATURE):
         raise DataError(path, "image", "not a PNG file (the report inlines PNG images only)")
     name = path.relative_to(results_dir) if path.is_relative_to(results_dir) else path.name
-    encoded = base64.b64encode(data).decode("ascii")
     return (
-        f"<figure><img src=\"data:image/png;base64,{encoded}\" alt=\"{_esc(name)}\">"
-        f"<figcaption>{_esc(name)}</figcaption></figure>"
+        f"<figure><img src=\"{data_url(data, 'image/png')}\" alt=\"{esc(name)}\">"
+        f"<figcaption>{esc(name)}</figcaption></figure>"
     )
 
 
@@ -255,12 +151,12 @@ def _provenance_section(records: list[dict], results_dir: Path) -> str:
     created = sorted(r["created"] for r in records if r.get("created"))
     if created:
         entries.append(("created", f"{created[0]} … {created[-1]}" if created[0] != created[-1] else created[0]))
-    rows = "".join(f"<dt>{_esc(name)}</dt><dd>{_esc(value)}</dd>" for name, value in entries if value)
+    rows = "".join(f"<dt>{esc(name)}</dt><dd>{esc(value)}</dd>" for name, value in entries if value)
     parts = ["<h2>Provenance</h2>", f"<dl>{rows}</dl>" if rows else "<p>No result records in this folder.</p>"]
     for name in PROVENANCE_FILES:
         path = results_dir / name
         if path.is_file():
-            parts.append(f"<h3>{_esc(name)}</h3>\n<pre>{_esc(path.read_text(encoding='utf-8'))}</pre>")
+            parts.append(f"<h3>{esc(name)}</h3>\n<pre>{esc(path.read_text(encoding='utf-8'))}</pre>")
     return "\n".join(parts)
 
 

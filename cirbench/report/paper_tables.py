@@ -2,9 +2,10 @@
 Table 4 (FACap pre-training), Table 5 (FashionBLIP-2 components) and the data-size table (the
 points of Figure 5, which prints no numbers).
 
-A layout names its setting columns (what a row varies, e.g. adapter yes/no) and its value
-columns; each value is one cell of a Table-3 table (``cirbench.report.tables``): a benchmark and
-one of its average columns. So measured values come from the records exactly as Table 3 reads
+Each is built as the one table model (``report.table_model``) and rendered by its renderers. A
+layout names its setting columns (what a row varies, e.g. adapter yes/no) and its value columns;
+each value is one cell of a Table-3 table (``cirbench.report.tables``): a benchmark and one of its
+average columns. So measured values come from the records exactly as Table 3 reads
 them (latest run per label and category), with its averages and bootstrap intervals: "avg" is the
 paper's, the mean of (mean R@10, mean R@50) over dress, shirt and toptee. Reported rows are the
 paper's printed numbers from ``results/reported/``, with their own digits, marked "reported" and
@@ -15,25 +16,14 @@ note saying why.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from cirbench.data.schema import DataError
-from cirbench.report.tables import (
-    FILE_SUFFIXES,
-    FORMATS,
-    REPORTED_TABLE3,
-    Cell,
-    Table,
-    csv_float,
-    csv_number,
-    md_line,
-    tex_escape,
-)
+from cirbench.errors import DataError
+from cirbench.report.table_model import LABEL, SOURCE, Cell, Column, Row, Table
+from cirbench.report.tables import BenchmarkTable, reported_file
 
-REPORTED_DIR = REPORTED_TABLE3.parent
 MEASURED_GROUP = ("fashioniq/v1", "val")  # protocol and split the paper's tables are on
 AVG_NOTE = ("avg = the paper's: mean of (mean R@10, mean R@50) over dress, shirt and toptee, val split; "
             "measured cells give a 95% bootstrap interval over queries in brackets")
@@ -65,26 +55,12 @@ class MeasuredRow:
     labels: Mapping[str, str]  # value column key -> result label; a column without one was not run
 
 
-@dataclass
-class PaperRow:
-    settings: tuple[str, ...]
-    source: str  # "measured" or "reported"
-    cells: dict[str, Cell] = field(default_factory=dict)
-
-
-@dataclass
-class PaperTable:
-    layout: Layout
-    rows: list[PaperRow]
-    notes: list[str]
-
-
 TABLE4 = Layout(
     "table4_pretraining",
     "Table 4 — effect of FACap pre-training (average recall)",
     (("model", "Model"), ("pretrain_on_facap", "Pre-train on FACap"), ("finetune_on_fiq", "Fine-tune on FIQ")),
     (ValueColumn("fiq_avg", "FIQ avg", "fashioniq"), ValueColumn("enhfiq_avg", "enhFIQ avg", "enhfashioniq")),
-    REPORTED_DIR / "facap_table4_pretraining.csv",
+    reported_file("facap_table4_pretraining.csv"),
     (AVG_NOTE,),
 )
 
@@ -94,7 +70,7 @@ TABLE5 = Layout(
     (("training_tasks", "Training tasks"), ("adapter", "Adapter"), ("matching", "Matching")),
     (ValueColumn("no_ft_fiq", "no FT: FIQ", "fashioniq"), ValueColumn("no_ft_enhfiq", "no FT: enhFIQ", "enhfashioniq"),
      ValueColumn("ft_fiq", "FT: FIQ", "fashioniq"), ValueColumn("ft_enhfiq", "FT: enhFIQ", "enhfashioniq")),
-    REPORTED_DIR / "facap_table5_components.csv",
+    reported_file("facap_table5_components.csv"),
     (AVG_NOTE, "no FT: stage 1 on FACap only; FT: then stage 2 on FashionIQ"),
 )
 
@@ -115,12 +91,24 @@ DATA_SIZE = Layout(
 # ---- building --------------------------------------------------------------------------------
 
 
+LAYOUTS = {layout.name: layout for layout in (TABLE4, TABLE5, DATA_SIZE)}
+
+
+def paper_table(layout: Layout) -> Table:
+    """An empty table of ``layout``: its settings, the source, its value columns."""
+    columns = [Column(key, header, LABEL, index=i) for i, (key, header) in enumerate(layout.settings)]
+    columns.append(Column("source", "source", SOURCE))
+    columns += [Column(column.key, column.header) for column in layout.columns]
+    return Table(layout.title, layout.name, tuple(columns), notes=list(layout.notes))
+
+
 def build_paper_table(
-    layout: Layout, measured: Sequence[MeasuredRow], tables: Sequence[Table], *, notes: Sequence[str] = ()
-) -> PaperTable:
+    layout: Layout, measured: Sequence[MeasuredRow], tables: Sequence[BenchmarkTable], *, notes: Sequence[str] = ()
+) -> Table:
     """``layout`` filled from the Table-3 ``tables`` of a run, with the paper's rows beside."""
     by_dataset = {t.dataset: t for t in tables if (t.protocol, t.split) == MEASURED_GROUP}
-    table = PaperTable(layout, [], [*layout.notes, *notes])
+    table = paper_table(layout)
+    table.notes.extend(notes)
     reported = reported_rows(layout) if layout.reported else []
     table.notes.extend(_gap_notes(layout, reported, "not printed in the paper"))
     rows = []
@@ -132,11 +120,13 @@ def build_paper_table(
         if gaps:
             table.notes.append(f"measured {' / '.join(spec.settings)}: " + "; ".join(gaps))
     table.rows = _side_by_side(reported, rows)
+    for previous, row in zip(table.rows, table.rows[1:]):
+        row.new_section = layout.reported is not None and row.settings != previous.settings  # a rule under each pair
     return table
 
 
-def _measured_row(layout: Layout, spec: MeasuredRow, by_dataset: dict[str, Table]) -> tuple[PaperRow, list[str]]:
-    row, gaps = PaperRow(spec.settings, "measured"), []
+def _measured_row(layout: Layout, spec: MeasuredRow, by_dataset: dict[str, BenchmarkTable]) -> tuple[Row, list[str]]:
+    row, gaps = Row(tuple(spec.settings), "measured"), []
     for column in layout.columns:
         cell, why = _measured_cell(column, spec.labels.get(column.key), by_dataset)
         if cell is None:
@@ -146,7 +136,7 @@ def _measured_row(layout: Layout, spec: MeasuredRow, by_dataset: dict[str, Table
     return row, gaps
 
 
-def _measured_cell(column: ValueColumn, label: str | None, by_dataset: dict[str, Table]) -> tuple[Cell | None, str]:
+def _measured_cell(column: ValueColumn, label: str | None, by_dataset: dict[str, BenchmarkTable]) -> tuple[Cell | None, str]:
     """The Table-3 cell of ``label`` in ``column``, or None and why there is none."""
     if label is None:
         return None, "not run"
@@ -160,7 +150,7 @@ def _measured_cell(column: ValueColumn, label: str | None, by_dataset: dict[str,
     return Cell(cell.value, cell.ci_low, cell.ci_high), ""
 
 
-def _gap_notes(layout: Layout, rows: Sequence[PaperRow], why: str) -> list[str]:
+def _gap_notes(layout: Layout, rows: Sequence[Row], why: str) -> list[str]:
     notes = []
     for row in rows:
         gaps = [c.header for c in layout.columns if c.key not in row.cells]
@@ -169,15 +159,15 @@ def _gap_notes(layout: Layout, rows: Sequence[PaperRow], why: str) -> list[str]:
     return notes
 
 
-def _side_by_side(reported: list[PaperRow], measured: list[PaperRow]) -> list[PaperRow]:
+def _side_by_side(reported: list[Row], measured: list[Row]) -> list[Row]:
     """Rows grouped by setting (the paper's order first), the reported row before the measured one."""
-    groups: dict[tuple[str, ...], list[PaperRow]] = {}
+    groups: dict[tuple[str, ...], list[Row]] = {}
     for row in [*reported, *measured]:
         groups.setdefault(row.settings, []).append(row)
     return [row for rows in groups.values() for row in rows]
 
 
-def reported_rows(layout: Layout) -> list[PaperRow]:
+def reported_rows(layout: Layout) -> list[Row]:
     """The paper's rows of ``layout`` as printed."""
     path = layout.reported
     if path is None or not path.is_file():
@@ -193,8 +183,8 @@ def reported_rows(layout: Layout) -> list[PaperRow]:
     return [_reported_row(layout, values, path, number) for number, values in enumerate(printed, start=2)]
 
 
-def _reported_row(layout: Layout, values: dict[str, str], path: Path, number: int) -> PaperRow:
-    row = PaperRow(tuple((values[key] or "").strip() for key, _ in layout.settings), "reported")
+def _reported_row(layout: Layout, values: dict[str, str], path: Path, number: int) -> Row:
+    row = Row(tuple((values[key] or "").strip() for key, _ in layout.settings), "reported")
     for column in layout.columns:
         text = (values[column.key] or "").strip()
         if not text:
@@ -204,101 +194,3 @@ def _reported_row(layout: Layout, values: dict[str, str], path: Path, number: in
         except ValueError:
             raise DataError(path, f"line {number}", f"{column.key}: not a number: {text!r}") from None
     return row
-
-
-# ---- rendering -------------------------------------------------------------------------------
-
-
-def render_paper_table(table: PaperTable, fmt: str, *, ci: bool = True) -> str:
-    """The table as text in ``fmt`` (one of tables.FORMATS); rich renders to plain text."""
-    renderers = {"rich": _rich_text, "markdown": to_markdown, "csv": to_csv, "latex": to_latex}
-    if fmt not in renderers:
-        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return renderers[fmt](table, ci=ci)
-
-
-def write_paper_table(table: PaperTable, out_dir: Path, *, ci: bool = True) -> list[Path]:
-    """The table in every format: ``<out_dir>/<layout name><suffix>``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in FORMATS:
-        path = out_dir / f"{table.layout.name}{FILE_SUFFIXES[fmt]}"
-        path.write_text(render_paper_table(table, fmt, ci=ci), encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def _headers(table: PaperTable) -> list[str]:
-    return [header for _, header in table.layout.settings] + ["source"] + [c.header for c in table.layout.columns]
-
-
-def _texts(table: PaperTable, row: PaperRow, ci: bool) -> list[str]:
-    values = [row.cells.get(column.key, Cell(None)).text(ci) for column in table.layout.columns]
-    return [*row.settings, row.source, *values]
-
-
-def to_rich(table: PaperTable, *, ci: bool = True):
-    from rich.table import Table as RichTable
-
-    layout = table.layout
-    rich_table = RichTable(title=layout.title, caption="\n".join(table.notes) or None, caption_justify="left")
-    for header in _headers(table)[: len(layout.settings) + 1]:
-        rich_table.add_column(header)
-    for column in layout.columns:
-        rich_table.add_column(column.header, justify="right")
-    for number, row in enumerate(table.rows):
-        if layout.reported and number and row.settings != table.rows[number - 1].settings:
-            rich_table.add_section()  # a rule under each reported-and-measured pair
-        rich_table.add_row(*_texts(table, row, ci), style="dim" if row.source == "reported" else None)
-    return rich_table
-
-
-def _rich_text(table: PaperTable, *, ci: bool = True) -> str:
-    from rich.console import Console
-
-    console = Console(record=True, width=400, file=io.StringIO())
-    console.print(to_rich(table, ci=ci))
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
-
-
-def to_markdown(table: PaperTable, *, ci: bool = True) -> str:
-    n_text = len(table.layout.settings) + 1
-    lines = [f"### {table.layout.title}", "", md_line(_headers(table)),
-             md_line(["---"] * n_text + ["---:"] * len(table.layout.columns))]
-    lines += [md_line(_texts(table, row, ci)) for row in table.rows]
-    lines += [""] + [f"- {note}" for note in table.notes]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def to_csv(table: PaperTable, *, ci: bool = True) -> str:
-    """Machine-readable: the reported CSV's column names, numbers unformatted, intervals as columns."""
-    keys = [column.key for column in table.layout.columns]
-    header = [key for key, _ in table.layout.settings] + ["source", *keys]
-    header += [f"{key}_{end}" for key in keys for end in ("ci_low", "ci_high")] if ci else []
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for row in table.rows:
-        cells = [row.cells.get(key, Cell(None)) for key in keys]
-        line = [*row.settings, row.source, *(csv_number(c) for c in cells)]
-        line += [csv_float(v) for c in cells for v in (c.ci_low, c.ci_high)] if ci else []
-        writer.writerow(line)
-    return out.getvalue()
-
-
-def to_latex(table: PaperTable, *, ci: bool = True) -> str:
-    """A booktabs tabular, notes below."""
-    n_text, n_values = len(table.layout.settings) + 1, len(table.layout.columns)
-    lines = [
-        f"% {tex_escape(table.layout.title)}",
-        r"\begin{tabular}{" + "l" * n_text + "r" * n_values + "}",
-        r"\toprule",
-        " & ".join(tex_escape(h) for h in _headers(table)) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(tex_escape(t) for t in _texts(table, row, ci)) + r" \\" for row in table.rows]
-    lines.append(r"\bottomrule")
-    lines += [rf"\multicolumn{{{n_text + n_values}}}{{l}}{{\footnotesize {tex_escape(note)}}} \\" for note in table.notes]
-    lines.append(r"\end{tabular}")
-    return "\n".join(lines) + "\n"

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from cirbench.report.tables import Row, Table
+    from cirbench.report.table_model import Row
+    from cirbench.report.tables import BenchmarkTable
 
 # Fixed metadata: no creation date or software version, so reruns write identical files.
 PNG_METADATA = {"Software": None}
@@ -45,7 +46,7 @@ def metric_label(metric: str) -> str:
     return f"mean R@{metric.removeprefix('avg_r')}"
 
 
-def curve_points(fraction: float, tables: Sequence["Table"], *, model: str | None = None) -> list[CurvePoint]:
+def curve_points(fraction: float, tables: Sequence["BenchmarkTable"], *, model: str | None = None) -> list[CurvePoint]:
     """The average-recall cells of one run's tables as points at ``fraction``.
 
     ``model`` is the table row label to take; without it each table must hold exactly one
@@ -61,7 +62,7 @@ def curve_points(fraction: float, tables: Sequence["Table"], *, model: str | Non
     return points
 
 
-def _measured_row(table: "Table", model: str | None) -> "Row":
+def _measured_row(table: "BenchmarkTable", model: str | None) -> "Row":
     measured = [row for row in table.rows if row.source == "measured"]
     chosen = [row for row in measured if model is None or row.label == model]
     if len(chosen) != 1:

@@ -7,7 +7,7 @@ Ordered attributes (sleeve, neckline, length, fit, and colour by lightness) let 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 CATEGORIES = ("dress", "shirt", "toptee", "skirt", "pants", "jacket")
 ATTRIBUTES = ("colour", "pattern", "sleeve", "neckline", "length", "fit")
@@ -137,8 +137,3 @@ class Garment:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Garment":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cirbench.data.fashioniq import read_split_file, split_path
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.synth.attributes import ATTRIBUTES, Garment
 from cirbench.synth.text import detailed_caption
 from cirbench.synth.world import (
@@ -124,7 +124,8 @@ def backbone_scorer(kind: str, directory: Path, batch_size: int = 128) -> Scorer
     from PIL import Image
 
     if kind == "blip2":
-        from cirbench.backbones.blip2 import load_blip2_backbone, preprocess_image
+        from cirbench.backbones.blip2 import load_blip2_backbone
+        from cirbench.backbones.blip2_processing import preprocess_image
 
         blip2 = load_blip2_backbone(directory).eval()
 

@@ -39,7 +39,7 @@ def generator_words() -> list[str]:
 
 def world_vocabulary(world_dir: Path) -> list[str]:
     """The generators' words, then any other word of the world's texts in order of first appearance."""
-    from cirbench.backbones.blip2 import words_of
+    from cirbench.backbones.blip2_tokenizers import words_of
 
     return words_of([*generator_words(), *world_texts(Path(world_dir))])
 

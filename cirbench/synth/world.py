@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from cirbench import __version__
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.synth.attributes import ATTRIBUTES, COLOURS, Garment, values_in_use
 from cirbench.synth.presets import Knobs
 from cirbench.synth.render import ImageSpec, render_spec, save_deterministic

@@ -21,21 +21,10 @@ import torch
 from PIL import Image
 
 from cirbench.data.images import open_rgb
-from cirbench.data.schema import DataError, TrainTriplet
+from cirbench.errors import DataError
+from cirbench.data.schema import TrainTriplet
 from cirbench.eval.protocols import randomised_training_text
 from cirbench.interface import CIRBatch
-from cirbench.registry import Registry
-
-# data.kind of a recipe -> reader(root, categories, missing=..., [image_root=...]) -> list[TrainTriplet]
-TRAIN_READERS: Registry = Registry("training data kind")
-TRAIN_READERS.register(
-    "fashioniq", "cirbench.data.fashioniq:read_fashioniq_train",
-    description="FashionIQ layout: two annotator texts per triplet (randomised in training)",
-)
-TRAIN_READERS.register(
-    "facap", "cirbench.data.facap:load_facap",
-    description="FACap layout: one detailed modification text per triplet, target captions for CTR",
-)
 
 TEXT_MODES = ("randomised", "single")
 # data.batch_groups -> the key that puts triplets in the same batch. "reference": triplets that
@@ -154,8 +143,10 @@ class BatchPlan:
                 f"batch_size {self.batch_size} must divide evenly into grad_accum ({self.grad_accum}) "
                 f"x GPUs ({self.world_size}) micro-batches"
             )
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"{self.n_triplets} triplets are fewer than one batch of {self.batch_size}")
+        if self.steps_per_epoch == 0:  # a DataError: one line for the user, not a traceback
+            raise DataError("train.batch_size", str(self.batch_size),
+                            f"the data holds {self.n_triplets} triplets, fewer than one batch: lower it "
+                            "(--set train.batch_size=N) or train on more data")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -176,10 +167,11 @@ class BatchPlan:
         return [[(epoch, i) for i in shards[m * self.world_size + self.rank]] for m in range(self.grad_accum)]
 
 
-def step_loader(dataset: TripletDataset, plan: BatchPlan, steps: range, num_workers: int):
-    """A DataLoader over the micro-batches of ``steps`` (``grad_accum`` consecutive ones per step)."""
+def step_loader(dataset: TripletDataset, plan: BatchPlan, steps: range, num_workers: int, pin_memory: bool = False):
+    """A DataLoader over the micro-batches of ``steps`` (``grad_accum`` consecutive ones per step);
+    ``pin_memory`` (for a CUDA device) lets the copies to the GPU run asynchronously."""
     micro = [keys for step in steps for keys in plan.micro_batches(step, dataset.groups)]
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=micro, collate_fn=collate, num_workers=num_workers,
-        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        persistent_workers=False, pin_memory=pin_memory,
     )

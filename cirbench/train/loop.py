@@ -2,15 +2,17 @@
 
 AdamW over the parameters the stage leaves trainable (no weight decay on biases and norms),
 gradient accumulation, bf16 autocast on CUDA, gradient checkpointing when the model offers it,
-DistributedDataParallel under torchrun, a rich progress bar, one line per epoch (with validation
-when a validator is given), and checkpoints in safetensors (``cirbench.train.checkpoint``).
+the device the caller names (``cirbench.devices`` is the CLI's rule; under torchrun ``cuda`` is
+``cuda:LOCAL_RANK``), DistributedDataParallel under torchrun, a rich progress bar, one line per
+epoch (with validation when a validator is given), and checkpoints in safetensors
+(``cirbench.train.checkpoint``).
 
 Resuming gives the same result as an uninterrupted run: the data order and the text
 randomisation are functions of (seed, epoch, index) (``cirbench.train.data``), torch's RNG
 (dropout) is re-seeded from (seed, step, micro-step, rank) before every forward pass (inside
-``fork_rng``: the caller's RNG state is left alone), the learning rate is a function of the step
-(``cirbench.train.schedule``), and a checkpoint holds the weights, the optimizer state and the
-global Python / NumPy RNG states.
+``fork_rng``: the caller's RNG state is left alone), the learning rate is a torch scheduler's
+function of the step (``cirbench.train.schedule``), and a checkpoint holds the weights, the
+optimizer and scheduler states and the global Python / NumPy RNG states.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import random
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,76 +34,18 @@ import torch
 from torch import nn
 
 from cirbench.config import changed_keys, config_hash
-from cirbench.data.schema import DataError
-from cirbench.train import distributed
-from cirbench.train.checkpoint import (
-    latest_checkpoint,
-    load_training_checkpoint,
-    save_training_checkpoint,
-    stamp_config_hash,
-)
+from cirbench.errors import DataError
+from cirbench.interface import check_training
+from cirbench.progress import progress_bar
+from cirbench import distributed
+from cirbench.model_folder import stamp_config_hash
+from cirbench.train.checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from cirbench.train.data import BatchPlan, TripletDataset, step_loader
-from cirbench.train.schedule import Schedule
+from cirbench.train.recipe import TrainSettings
+from cirbench.train.schedule import make_scheduler
 
-PRECISIONS = ("fp32", "bf16")
 FINAL = "final"
 LOG_FILE = "log.jsonl"
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The ``train:`` section of a recipe (documented in recipes/README.md)."""
-
-    stage: str
-    tasks: tuple[str, ...] = ("cir",)
-    epochs: int | None = None
-    steps: int | None = None  # optimizer steps; give epochs or steps, not both
-    batch_size: int = 32  # global: triplets per optimizer step, over all GPUs and micro-steps
-    grad_accum: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    max_grad_norm: float | None = None
-    schedule: Schedule = field(default_factory=Schedule)
-    precision: str = "fp32"
-    grad_checkpointing: bool = False
-    seed: int = 0
-    num_workers: int = 0
-    checkpoint_every: int | None = None  # optimizer steps; a checkpoint also ends every epoch
-    keep_checkpoints: int = 2
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str | Path = "recipe") -> "TrainSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DataError(source, f"train.{unknown[0]}", f"unknown key; known: {', '.join(sorted(known))}")
-        if "stage" not in data:
-            raise DataError(source, "train.stage", "missing (the model's training stage)")
-        values = dict(data)
-        try:
-            values["schedule"] = Schedule.from_dict(values.get("schedule") or {})
-        except (TypeError, ValueError) as exc:
-            raise DataError(source, "train.schedule", str(exc)) from None
-        for key in ("tasks", "betas"):
-            if key in values:
-                values[key] = tuple(values[key])
-        settings = cls(**values)
-        settings.check(source)
-        return settings
-
-    def check(self, source: str | Path = "recipe") -> None:
-        if (self.epochs is None) == (self.steps is None):
-            raise DataError(source, "train.epochs/steps", "give exactly one of epochs and steps")
-        if self.precision not in PRECISIONS:
-            raise DataError(source, "train.precision", f"must be one of {', '.join(PRECISIONS)}")
-        for key in ("batch_size", "grad_accum", "keep_checkpoints"):
-            if getattr(self, key) < 1:
-                raise DataError(source, f"train.{key}", "must be at least 1")
-
-    def total_steps(self, steps_per_epoch: int) -> int:
-        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
 
 
 @dataclass
@@ -147,31 +91,46 @@ def train(
     on_step: StepHook | None = None,
     progress: bool = True,
     dataset_name: str = "",
+    device: str | torch.device = "cpu",
+    backend: str | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset``; checkpoints under ``run_dir``, the final model in ``run_dir/final``.
 
-    ``config`` is the resolved recipe (stored with every checkpoint; its hash must match to resume).
-    ``validate(model) -> metrics`` runs every ``validate_every`` epochs and after the last step.
-    ``on_step(step, losses)`` runs after each optimizer step (1-based step). ``dataset_name`` is
-    added to the model's ``meta.trained_on``.
+    Args:
+        model: a ``TrainableCIRModel`` (an ``nn.Module``).
+        dataset: the training triplets, preprocessed by the model.
+        settings: the recipe's ``train:`` section (stage, tasks, length, batch, optimizer, schedule...).
+        run_dir: the run folder (checkpoints/, final/, log.jsonl).
+        config: the resolved recipe, stored with every checkpoint (its hash must match to resume);
+            None: the settings alone.
+        resume: continue from the run folder's latest checkpoint (the same weights as an
+            uninterrupted run); without it a run folder holding checkpoints is refused.
+        validate: ``validate(model) -> metrics``, run every ``validate_every`` epochs and after the last step.
+        validate_every: epochs between validations.
+        on_step: ``on_step(step, losses)`` after each optimizer step (1-based step).
+        progress: show the progress bar.
+        dataset_name: added to the model's ``meta.trained_on``.
+        device: ``cpu``, ``cuda``, ``cuda:N``; under torchrun ``cuda`` means ``cuda:LOCAL_RANK``.
+        backend: the process group's backend under torchrun (default: NCCL for CUDA, gloo for CPU,
+            see ``distributed.setup``).
     """
     run_dir = Path(run_dir)
     config = config if config is not None else {"train": _jsonable(asdict(settings))}
-    device = distributed.setup()
+    device = distributed.setup(device, backend)
     prepare_model(model, settings, device)
     optimizer = make_optimizer(model, settings)
     plan = BatchPlan(len(dataset), settings.batch_size, settings.grad_accum,
                      distributed.world_size(), distributed.rank(), settings.seed)
     total = settings.total_steps(plan.steps_per_epoch)
-    start = _start_step(run_dir, model, optimizer, config, resume)
-    _mark_trained_on(model, dataset_name)
-    run_dir.mkdir(parents=True, exist_ok=True)
     hooks = _Hooks(validate, validate_every, on_step)
     runner = _Runner(model, optimizer, settings, plan, total, device, run_dir, config, hooks)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _progress(progress) as bar:
+    start = _start_step(run_dir, model, optimizer, runner.stepper.scheduler, config, resume)
+    _mark_trained_on(model, dataset_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), progress_bar(progress, quiet=not distributed.is_main_process()) as bar:
         runner.run(dataset, start, bar)
     final_dir = _save_final(model, run_dir, config) if distributed.is_main_process() else None
-    _barrier()
+    distributed.barrier()
     return TrainResult(final_dir, total, runner.epoch_lines)
 
 
@@ -195,11 +154,7 @@ def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
 
 def prepare_model(model: nn.Module, settings: TrainSettings, device: torch.device) -> None:
     """Check stage and tasks against the model, freeze for the stage, move to ``device``."""
-    if settings.stage not in model.stages:
-        raise ValueError(f"{model.meta.spec} has training stages {list(model.stages)}, not {settings.stage!r}")
-    unknown = set(settings.tasks) - set(model.tasks)
-    if unknown:
-        raise ValueError(f"{model.meta.spec} trains tasks {list(model.tasks)}, not {sorted(unknown)}")
+    check_training(model, settings.stage, settings.tasks)
     model.set_trainable(settings.stage)
     if settings.grad_checkpointing:
         enable_grad_checkpointing(model)
@@ -213,7 +168,7 @@ def enable_grad_checkpointing(model: nn.Module) -> None:
     model.set_grad_checkpointing(True)
 
 
-def _start_step(run_dir: Path, model: nn.Module, optimizer, config: dict, resume: bool) -> int:
+def _start_step(run_dir: Path, model: nn.Module, optimizer, scheduler, config: dict, resume: bool) -> int:
     checkpoint = latest_checkpoint(run_dir)
     if not resume:
         if checkpoint is not None:
@@ -227,44 +182,83 @@ def _start_step(run_dir: Path, model: nn.Module, optimizer, config: dict, resume
         raise DataError(checkpoint / "trainer.json", "config_hash",
                         "this checkpoint was made with another recipe (or other --set values); "
                         f"differs in: {', '.join(changed_keys(trainer['config'], config)) or 'unknown'}")
+    _restore_scheduler(scheduler, trainer, int(trainer["step"]))
     random.setstate(_tuples(trainer["rng"]["python"]))
     np.random.set_state(tuple(trainer["rng"]["numpy"]))
     return int(trainer["step"])
 
 
+def _restore_scheduler(scheduler, trainer: dict[str, Any], step: int) -> None:
+    """The scheduler as the checkpoint left it; a checkpoint written before the loop stored it is
+    caught up by stepping (every lr here is a function of the step alone)."""
+    import warnings
+
+    if "scheduler" in trainer:
+        scheduler.load_state_dict(trainer["scheduler"])
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": on purpose here
+        for _ in range(step):
+            scheduler.step()
+
+
 class Stepper:
-    """One optimizer step: forward/backward over the micro-batches, clipping, lr, AdamW update."""
+    """One optimizer step: forward/backward over the micro-batches, clipping, the AdamW update at
+    the scheduler's lr, then the scheduler's step."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, settings: TrainSettings,
                  total_steps: int, device: torch.device):
         self.model, self.optimizer, self.settings = model, optimizer, settings
         self.total_steps, self.device = total_steps, device
+        self.scheduler = make_scheduler(optimizer, settings.schedule, total_steps)
+        self.last_lr = optimizer.param_groups[0]["lr"]  # the lr of the last optimizer step (logged)
         self.losses = _wrap_ddp(_Losses(model, settings.tasks), device)
         self.bf16 = settings.precision == "bf16" and device.type == "cuda"  # autocast on CUDA only
+        # phase(name) -> a context around each phase of the step; cirbench.train.bench_throughput times them
+        self.phase: Callable[[str], Any] = lambda name: nullcontext()
 
     def step(self, step: int, micro_batches: list) -> dict[str, float]:
-        """Returns the step's losses (mean over micro-batches and ranks)."""
-        totals: dict[str, float] = {}
+        """Returns the step's losses (mean over micro-batches and ranks).
+
+        The losses stay on the device until the step ends: one all-reduce of them all and one
+        copy to the host per step, not one synchronisation per loss and micro-batch."""
+        totals: dict[str, torch.Tensor] = {}
         for micro, batch in enumerate(micro_batches):
-            torch.manual_seed(step_seed(self.settings.seed, step, micro, distributed.rank()))
-            last = micro == len(micro_batches) - 1
-            sync = nullcontext() if last or not hasattr(self.losses, "no_sync") else self.losses.no_sync()
-            with sync:
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
-                    losses = self.losses(_to_device(batch, self.device))
-                (sum(losses.values()) / len(micro_batches)).backward()
-            for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + value.detach().float().item() / len(micro_batches)
-        _check_finite(step, totals)
+            self.forward_backward(step, micro, batch, len(micro_batches), totals)
+        reduced = self._reduced_losses(totals)  # before the update: a NaN stops with the weights intact
+        _check_finite(step, reduced)
+        with self.phase("optimizer"):
+            self.optimizer_step()
+        return reduced
+
+    def forward_backward(self, step: int, micro: int, batch, n_micro: int, totals: dict[str, torch.Tensor]) -> None:
+        """One micro-batch: forward (bf16 autocast on CUDA when asked), backward, losses added to ``totals``."""
+        torch.manual_seed(step_seed(self.settings.seed, step, micro, distributed.rank()))
+        last = micro == n_micro - 1
+        sync = nullcontext() if last or not hasattr(self.losses, "no_sync") else self.losses.no_sync()
+        with sync:
+            with self.phase("forward"), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                losses = self.losses(_to_device(batch, self.device))
+            with self.phase("backward"):
+                (sum(losses.values()) / n_micro).backward()
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0) + value.detach().float() / n_micro
+
+    def optimizer_step(self) -> None:
+        """Gradient clipping, the AdamW update at the scheduler's lr, the scheduler's step."""
         if self.settings.max_grad_norm:
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             nn.utils.clip_grad_norm_(trainable, self.settings.max_grad_norm)
-        factor = self.settings.schedule.lr_factor(step, self.total_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.settings.lr * factor
+        self.last_lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
+        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {name: float(distributed.all_reduce_mean(torch.tensor(value))) for name, value in totals.items()}
+
+    def _reduced_losses(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Mean over ranks of every loss, through one collective on the model's device."""
+        names = list(totals)
+        stacked = torch.stack([totals[name].to(self.device) for name in names])
+        return dict(zip(names, distributed.all_reduce_mean(stacked).tolist()))
 
 
 class _Runner:
@@ -290,7 +284,7 @@ class _Runner:
     def _run_epoch(self, dataset: TripletDataset, epoch: int, steps: range, bar, task) -> None:
         sums: dict[str, float] = {}
         started = time.perf_counter()
-        loader = iter(step_loader(dataset, self.plan, steps, self.settings.num_workers))
+        loader = iter(step_loader(dataset, self.plan, steps, self.settings.num_workers, self.device.type == "cuda"))
         for step in steps:
             losses = self.stepper.step(step, [next(loader) for _ in range(self.settings.grad_accum)])
             for name, value in losses.items():
@@ -304,7 +298,7 @@ class _Runner:
         line = {
             "epoch": epoch + 1, "step": steps.stop, "total_steps": self.total,
             "loss": {name: value / len(steps) for name, value in sums.items()},
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.stepper.last_lr,
             "samples_per_s": len(steps) * self.settings.batch_size / seconds,
         }
         if self.hooks.validate and ((epoch + 1) % self.hooks.validate_every == 0 or steps.stop == self.total):
@@ -320,16 +314,17 @@ class _Runner:
             trainer = {
                 "step": done, "epoch": done / self.plan.steps_per_epoch, "total_steps": self.total,
                 "config": self.config, "config_hash": config_hash(self.config),
+                "scheduler": self.stepper.scheduler.state_dict(),
                 "rng": {"python": _lists(random.getstate()), "numpy": _lists(np.random.get_state())},
             }
             save_training_checkpoint(self.run_dir, self.model, self.optimizer, trainer,
                                      keep=self.settings.keep_checkpoints)
-        _barrier()
+        distributed.barrier()
 
     def _validate(self) -> dict[str, float]:
         metrics = self.hooks.validate(self.model) if distributed.is_main_process() else {}
         self.model.train()
-        _barrier()
+        distributed.barrier()
         return metrics
 
     def _log(self, line: dict[str, Any], bar) -> None:
@@ -346,7 +341,7 @@ def format_epoch_line(line: dict[str, Any]) -> str:
     text = (f"epoch {line['epoch']}  step {line['step']}/{line['total_steps']}  {losses}  "
             f"lr {line['lr']:.2e}  {line['samples_per_s']:.1f} samples/s")
     if line.get("val"):
-        text += "  val " + "  ".join(f"{name} {value:.2f}" for name, value in line["val"].items())
+        text += "  val " + "  ".join(f"{name} {'—' if value is None else f'{value:.2f}'}" for name, value in line["val"].items())
     return text
 
 
@@ -368,7 +363,8 @@ def _mark_trained_on(model: nn.Module, dataset_name: str) -> None:
 
 
 def _wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
-    if distributed.world_size() == 1:
+    """DistributedDataParallel whenever there is a process group (torchrun, one rank or more)."""
+    if not distributed.is_initialized():
         return module
     from torch.nn.parallel import DistributedDataParallel
 
@@ -388,21 +384,6 @@ def _check_finite(step: int, losses: dict[str, float]) -> None:
         raise FloatingPointError(f"step {step + 1}: non-finite loss {bad}; the last checkpoint is intact")
 
 
-def _barrier() -> None:
-    if distributed.world_size() > 1:
-        torch.distributed.barrier()
-
-
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-        disable=not enabled or not distributed.is_main_process(),
-    )
 
 
 def _lists(value: Any) -> Any:

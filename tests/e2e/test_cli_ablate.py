@@ -18,7 +18,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def tiny_world(tmp_path, monkeypatch):
-    from cirbench.synth import backbones
+    from cirbench.synth import tiny_backbones as backbones
     from cirbench.synth.presets import resolve_knobs
     from cirbench.synth.world import write_world
 

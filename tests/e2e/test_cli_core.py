@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cirbench.cli import app
-from cirbench.data.registry import DATASETS
-from cirbench.eval import bench
-from cirbench.interface import MODELS, list_model_specs, register_model
+from cirbench.data.benchmarks import DATASETS
+from cirbench.eval import bench_scoring
+from cirbench.baselines.zoo import MODELS, list_model_specs, register_model
 from fake_cir import FakeCIRModel, make_split, write_images
 
 CATEGORIES = ("dress", "shirt", "toptee")
@@ -53,8 +53,9 @@ def cli(tmp_path, monkeypatch):
     return invoke
 
 
-def fake_eval(cli, *extra: str, out: str = "run") -> str:
-    return cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", out, *extra)
+def fake_eval(cli, *extra: str, out: str = "run", code: int = 0) -> str:
+    return cli("eval", "--model", "fake_cir", "--dataset", "fake_fashioniq", "--data-root", "data", "--out", out, *extra,
+               code=code)
 
 
 def _every_command() -> list[list[str]]:
@@ -93,7 +94,20 @@ def test_eval_writes_records_and_ranks_and_prints_the_table(cli, tmp_path):
     assert "wrote 12 records" in output
     for header in ("dress R@10", "toptee R@50", "avg R@10", "fake_cir:test_tiny", "measured"):
         assert header in output
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 3
+    assert len(list((tmp_path / "cache" / "features").glob("*.safetensors"))) == 3
+
+
+def test_eval_precision_and_device_are_resolved_recorded_and_checked(cli, tmp_path):
+    fake_eval(cli, out="auto")  # auto: $CIRBENCH_DEVICE (cpu under the tests) -> fp32
+    fake_eval(cli, "--precision", "bf16", "--device", "cpu", out="bf16")
+    for run, precision in (("auto", "fp32"), ("bf16", "bf16")):
+        records = [json.loads(line) for line in (tmp_path / run / "results.jsonl").read_text().splitlines()]
+        assert {(r["precision"], r["device"]) for r in records} == {(precision, "cpu")}
+    assert len(list((tmp_path / "cache" / "features").glob("*.safetensors"))) == 2 * 3  # galleries cached per precision
+    assert "--precision" in fake_eval(cli, "--precision", "fp16", out="bad", code=1)
+    if not __import__("torch").cuda.is_available():
+        output = fake_eval(cli, "--device", "cuda", out="bad", code=1)
+        assert "CUDA is not available" in output and "Traceback" not in output
 
 
 def test_eval_default_run_folder_and_category_selection(cli, tmp_path):
@@ -101,6 +115,32 @@ def test_eval_default_run_folder_and_category_selection(cli, tmp_path):
         "--categories", "dress,shirt")
     [results] = list((tmp_path / "runs").glob("*-fake_cir_maxsim-fake_fashioniq/results.jsonl"))
     assert {json.loads(line)["category"] for line in results.read_text().splitlines()} == {"dress", "shirt"}
+
+
+def test_eval_all_acts_on_split_categories_and_chunks_and_reuses_only_what_is_done(cli, tmp_path):
+    (tmp_path / "all" / "fake_fashioniq" / "captions").mkdir(parents=True)
+    base = ["eval", "--all", "--data-root", "all", "--runs", "no-runs", "--zero-shot", "fake_cir", "--out", "everything"]
+    cli(*base, "--categories", "dress", "--chunk-size", "7", "--batch-size", "5")
+    records = [json.loads(line) for line in (tmp_path / "everything" / "results.jsonl").read_text().splitlines()]
+    assert {(r["category"], r["split"]) for r in records} == {("dress", "val")}
+    output = cli(*base)  # every category now: shirt and toptee are not done yet, so nothing is reused
+    assert "evaluated: fake_cir:test_tiny (zero-shot) on fake_fashioniq" in " ".join(output.split())
+    records = [json.loads(line) for line in (tmp_path / "everything" / "results.jsonl").read_text().splitlines()]
+    assert {r["category"] for r in records} == set(CATEGORIES)
+    assert "reused" in cli(*base, "--categories", "shirt,toptee")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--all", "--checkpoint", "x"], "--checkpoint: not used here: --all evaluates every trained model"),
+    (["--all", "--model", "fake_cir"], "--model: not used here: --all evaluates"),
+    (["--all", "--dataset", "fake_fashioniq"], "--dataset: not used here: --all evaluates"),
+    (["--model", "fake_cir", "--dataset", "fake_fashioniq", "--runs", "r"], "--runs: not used here: --runs and --zero-shot choose the models of --all"),
+    (["--model", "fake_cir", "--dataset", "fake_fashioniq", "--zero-shot", "clip_sum"], "--zero-shot: not used here"),
+])
+def test_eval_refuses_options_it_would_ignore(cli, tmp_path, args, message):
+    output = cli("eval", "--data-root", "data", *args, code=1)
+    assert message in " ".join(output.split()) and "Traceback" not in output
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -173,8 +213,44 @@ def test_compare_gives_a_paired_test_and_refuses_other_queries(cli, tmp_path):
     assert "different categories" in cli("compare", "a", "c", code=1)
 
 
+def test_eval_all_fails_when_a_row_is_an_error_and_compare_picks_models_out_of_its_folder(cli, tmp_path):
+    (tmp_path / "data" / "fake_fashioniq" / "captions").mkdir(parents=True)
+    broken = tmp_path / "runs" / "broken" / "final"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text(json.dumps({"model": "no_such_model", "variant": "tiny"}))
+    output = cli("eval", "--all", "--data-root", "data", "--runs", "runs", "--zero-shot", "fake_cir,fake_cir:maxsim",
+                 "--out", "all", code=1)
+    assert "error row: no_such_model:tiny (broken) on fake_fashioniq" in output
+    assert "error: 1 of 3 evaluations failed" in output and "Traceback" not in output
+    from cirbench.results import read_records
+
+    assert {r["label"] for r in read_records([tmp_path / "all"])} == {"fake_cir:test_tiny (zero-shot)",
+                                                                       "fake_cir:maxsim (zero-shot)"}
+    ambiguous = cli("compare", "all", "all", code=1)
+    assert "2 evaluations match" in ambiguous and "'fake_cir:maxsim (zero-shot)' on fake_fashioniq/val" in ambiguous
+    by_label_and_spec = json.loads(cli("compare", "all", "all", "--model-a", "fake_cir:maxsim (zero-shot)",
+                                       "--model-b", "fake_cir", "--k", "10", "--json"))
+    fake_eval(cli, out="alone")
+    fake_eval(cli, "--model", "fake_cir:maxsim", out="maxsim")
+    assert by_label_and_spec == json.loads(cli("compare", "maxsim", "alone", "--k", "10", "--json"))
+    assert "no evaluation matches --model-a 'sprc'" in cli("compare", "all", "all", "--model-a", "sprc", "--model-b",
+                                                             "fake_cir", code=1)
+    assert "no evaluation matches --model-a 'fake_cir' and --dataset 'fashioniq'" in cli(
+        "compare", "all", "all", "--model-a", "fake_cir", "--model-b", "fake_cir", "--dataset", "fashioniq", code=1)
+
+
+def test_compare_picks_models_out_of_the_committed_demo_results_by_label(cli):
+    demo = str(Path(__file__).resolve().parents[2] / "results" / "demo")
+    test = json.loads(cli("compare", demo, demo, "--model-a", "CLIP4CIR", "--model-b", "CLIP image + text (zero-shot)",
+                          "--dataset", "fashioniq", "--k", "10", "--json"))
+    assert test["n_queries"] == 600 and test["recall_a"] != test["recall_b"]
+    several = cli("compare", demo, demo, "--model-a", "fashionblip2:synth_tiny", "--model-b", "CLIP4CIR", code=1)
+    assert "14 evaluations match --model-a 'fashionblip2:synth_tiny'" in several
+    assert "'FashionBLIP-2 (FACap -> FIQ)' on fashioniq/val" in several and "CLIP4CIR" not in several.split(": ", 3)[-1]
+
+
 def test_bench_eval_prints_ratio_and_peak_memory_as_json(cli, monkeypatch):
-    monkeypatch.setattr(bench, "FASHIONIQ_VAL_SHAPES", {"dress": (20, 38), "shirt": (20, 63), "toptee": (19, 53)})
+    monkeypatch.setattr(bench_scoring, "FASHIONIQ_VAL_SHAPES", {"dress": (20, 38), "shirt": (20, 63), "toptee": (19, 53)})
     report = json.loads(cli("bench", "eval", "--json", "--repeats", "1", "--chunk-size", "8"))
     assert set(report["categories"]) == set(CATEGORIES)
     assert report["ratio"] > 0 and report["peak_mb"] > 0 and report["chunk_size"] == 8

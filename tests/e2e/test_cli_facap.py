@@ -36,7 +36,7 @@ def test_every_command_has_help_with_an_example(command):
 
 def test_default_build_writes_the_default_world_then_builds_from_it(tmp_path, monkeypatch):
     monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("cirbench.facap.world.DEFAULT_PRESET", "tiny")  # the default world, at test size
+    monkeypatch.setattr("cirbench.synth.default_world.DEFAULT_PRESET", "tiny")  # the default world, at test size
     out = tmp_path / "facap"
     result = run("build-facap", "--out", out)
     assert result.exit_code == 0, result.output
@@ -101,7 +101,7 @@ def test_bad_input_is_one_clear_error(tmp_path):
 
 def test_the_tiny_blip2_vocabulary_has_every_word_the_world_and_facap_texts_use(world, tmp_path):
     """Words outside the tiny tokenizer's list fall apart into letters (2-3x longer sequences)."""
-    from cirbench.backbones.blip2 import build_tiny_tokenizer, words_of
+    from cirbench.backbones.blip2_tokenizers import build_tiny_tokenizer, words_of
     from cirbench.data.facap import load_facap
     from cirbench.data.fashioniq import read_fashioniq_train
     from cirbench.synth.vocabulary import world_vocabulary

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cirbench.cli import app
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE1 = REPO / "recipes" / "clip4cir" / "stage1_tiny.yaml"
@@ -112,6 +112,26 @@ def test_bad_recipes_end_with_one_clear_line(tmp_path):
     assert missing_data.exit_code == 1 and "nowhere" in missing_data.output
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "trian.lr=0.1"], "trian: unknown key (did you mean train?)"),
+    (["--set", "train.lr=fast"], "train.lr: must be a number, got 'fast'"),
+    (["--set", 'train.batch_size="64"'], "train.batch_size: must be an integer, got '64'"),
+    (["--set", "train.tasks=cir"], "train.tasks: must be a list of strings, got 'cir'"),
+    (["--set", "train.epochs=0"], "train.epochs: must be at least 1"),
+    (["--set", "model.overrides.dropot=0.1"], "model.overrides.dropot: unknown key (did you mean dropout?)"),
+    (["--set", "train.lr"], "--set train.lr: must look like key.sub=value"),
+    (["--set", "train.lr=[1,"], "--set train.lr=[1,: the value is not valid YAML"),
+    (["--set", "train.tasks=[cir, ctr]"], "train.tasks: clip4cir:test_tiny does not train ['ctr']"),
+])
+def test_a_bad_recipe_stops_before_any_folder_with_one_line_naming_file_and_key(tmp_path, extra, message):
+    out = tmp_path / "run"
+    result = _train(STAGE1, tmp_path / "unused", out, *extra)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {STAGE1}: ") and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_help_has_examples():
     for command in (["train", "--help"], ["bench", "train", "--help"]):
         result = runner.invoke(app, command)
@@ -122,9 +142,34 @@ def test_bench_train_reports_samples_per_second_on_cpu():
     result = runner.invoke(app, ["bench", "train", "--model", "clip4cir", "--size", "tiny", "--batch-size", "8",
                                  "--steps", "2", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["model"] == "clip4cir:test_tiny" and report["samples_per_s"] > 0
     assert report["batch_size"] == 8 and report["trainable_params"] > 0
+    phases = report["phases"]
+    assert set(phases) == {"vision_forward", "rest_forward", "backward", "optimizer", "other"}
+    assert all(value >= 0 for value in phases.values()) and abs(sum(phases.values()) - 1) < 1e-6
+
+
+def test_json_output_is_one_object_on_stdout_whatever_the_libraries_print(monkeypatch):
+    """transformers' loading/saving bars and any library print go to stderr, never into the JSON."""
+    from transformers.utils.logging import tqdm
+
+    import cirbench.train.bench_throughput as train_bench
+
+    real = train_bench.benchmark_training
+
+    def chatty(*args, **kwargs):
+        print("Writing model shards: 100%")  # a library printing to stdout
+        for _ in tqdm(range(3), desc="Loading weights"):
+            pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_bench, "benchmark_training", chatty)
+    result = runner.invoke(app, ["bench", "train", "--model", "sprc", "--size", "tiny", "--batch-size", "4",
+                                 "--steps", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == "sprc:test_tiny"
+    assert "Writing model shards" in result.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on CPU-only machines")
@@ -139,7 +184,7 @@ def test_bench_train_vitg_reports_memory_and_mfu_on_gpu(tmp_path):
                                  "--micro-batch", "8", "--steps", "1", "--backbone-dir", str(tmp_path / "vitg"),
                                  "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["model"] == "fashionblip2:vitg" and report["samples_per_s"] > 0
     assert report["peak_gpu_memory_gb"] > 1 and report["model_tflops_per_step"] > 0
     assert report["mfu"] is None or 0 < report["mfu"] < 1

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
+from transformers import AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval, PreTrainedTokenizerFast
 
 from cirbench.backbones.blip2 import (
-    BLIP2_MEAN,
-    BLIP2_STD,
-    SYNTH_BACKBONE_COMMAND,
     SYNTH_BACKBONE_ENV,
     Blip2Backbone,
-    _Blip2Pretraining,
     blip2_backbone_skeleton,
-    build_tiny_tokenizer,
     load_blip2_backbone,
-    preprocess_image,
-    pretrain_blip2_backbone,
     tiny_blip2_backbone,
-    tiny_blip2_config,
 )
-from cirbench.interface import build_model
+from cirbench.backbones.blip2_configs import tiny_blip2_config
+from cirbench.backbones.blip2_processing import BLIP2_MEAN, BLIP2_STD, preprocess_image
+from cirbench.backbones.blip2_tokenizers import build_tiny_tokenizer
+from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND
+from cirbench.baselines.zoo import build_model
+from cirbench.synth.pretrain import Blip2Pretraining, pretrain_blip2_backbone
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +47,11 @@ def test_tokenizer_gives_known_words_distinct_ids(tmp_path):
 
 
 def test_a_tokenizer_that_maps_words_to_unk_is_refused(tmp_path):
-    BertTokenizerFast(
-        vocab={token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
-    ).save_pretrained(tmp_path)
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    specials_only = Tokenizer(models.WordPiece({t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"])}, unk_token="[UNK]"))
+    specials_only.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    PreTrainedTokenizerFast(tokenizer_object=specials_only, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
     tiny_blip2_config(vocab_size=5).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"\[UNK\]"):
         blip2_backbone_skeleton(tmp_path)
@@ -111,7 +111,7 @@ def test_passes_match_the_retrieval_model_forward(backbone):
 
 def _recorded_matching_pairs(backbone, captions, similarity, hard_share, seed=0):
     """Run the matching loss with a recording ITM head: (image index, caption index) of each scored pair."""
-    objective = _Blip2Pretraining(backbone, hard_share=hard_share)
+    objective = Blip2Pretraining(backbone, hard_share=hard_share)
     image_embeds = torch.arange(len(captions), dtype=torch.float32).view(-1, 1, 1)  # row i holds i
     tokens = {"input_ids": torch.arange(len(captions)).view(-1, 1), "attention_mask": torch.ones(len(captions), 1)}
     seen = []
@@ -212,7 +212,41 @@ def test_pretrain_writes_a_backbone_that_synth_tiny_models_load(tmp_path, monkey
 
 def test_synth_tiny_without_a_backbone_names_the_command(monkeypatch, tmp_path):
     monkeypatch.delenv(SYNTH_BACKBONE_ENV, raising=False)
+    monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))  # nothing installed
     with pytest.raises(FileNotFoundError, match=SYNTH_BACKBONE_COMMAND.split()[1]):
         build_model("fashionblip2:synth_tiny")
     with pytest.raises(FileNotFoundError, match="not a tiny BLIP-2 backbone"):
         build_model("fashionblip2:synth_tiny", backbone_dir=str(tmp_path))
+
+
+def test_ln_vision_has_laviss_eps_in_every_backbone_and_after_save_and_load(tmp_path):
+    """LAVIS's ln_vision (eps 1e-5) is transformers' post_layernorm; the ViT blocks keep 1e-6."""
+    from cirbench.baselines.params import vitg_backbone_on_meta
+
+    def eps_of(backbone):
+        vision = backbone.blip.vision_model
+        return vision.post_layernorm.eps, {layer.layer_norm1.eps for layer in vision.encoder.layers}
+
+    tiny = tiny_blip2_backbone(seed=0)
+    shipped = load_blip2_backbone(Path(__file__).resolve().parents[2] / "cirbench" / "synth" / "pretrained" / "blip2")
+    for backbone in (tiny, vitg_backbone_on_meta(), shipped):
+        assert eps_of(backbone) == (1e-5, {1e-6})
+    tiny.save_pretrained(tmp_path)
+    for reloaded in (load_blip2_backbone(tmp_path), blip2_backbone_skeleton(tmp_path)):
+        assert eps_of(reloaded) == (1e-5, {1e-6})
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        hidden = tiny.blip.vision_model.encoder(inputs_embeds=tiny.blip.vision_model.embeddings(images)).last_hidden_state
+        expected = torch.nn.functional.layer_norm(hidden, (128,), tiny.blip.vision_model.post_layernorm.weight,
+                                                  tiny.blip.vision_model.post_layernorm.bias, eps=1e-5)
+        assert torch.allclose(tiny.encode_image(images), expected, atol=1e-6)
+
+
+def test_hub_weights_not_on_this_machine_fail_at_once_naming_what_to_download(tmp_path):
+    """local_files_only: no request is made (without it a miss is retried over the network for a minute)."""
+    with pytest.raises(FileNotFoundError, match=r"the BLIP-2 backbone cirbench/never-downloaded is not on this "
+                                                r"machine .*`hf download cirbench/never-downloaded`"):
+        load_blip2_backbone("cirbench/never-downloaded")
+    with pytest.raises(OSError) as folder_error:  # a local folder's own error is left as it is
+        load_blip2_backbone(tmp_path)
+    assert not isinstance(folder_error.value, FileNotFoundError) or "hf download" not in str(folder_error.value)

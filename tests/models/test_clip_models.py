@@ -9,18 +9,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cirbench.backbones.clip import (
-    SYNTH_BACKBONE_COMMAND,
-    SYNTH_CLIP_ENV,
-    TargetPad,
-    load_clip,
-    local_dir,
-    pretrain_clip_backbone,
-    tiny_clip,
-)
+from cirbench.backbones.clip import SYNTH_CLIP_ENV, load_clip, local_dir, tiny_clip
+from cirbench.backbones.folders import SYNTH_BACKBONE_COMMAND
+from cirbench.backbones.targetpad import TargetPad
+from cirbench.synth.pretrain import pretrain_clip_backbone
 from cirbench.baselines.clip4cir import model as clip4cir
 from cirbench.baselines.zero_shot import clip_baselines
-from cirbench.interface import CIRBatch, build_model, list_model_specs
+from cirbench.baselines.zoo import build_model, list_model_specs
+from cirbench.interface import CIRBatch
 
 TEXTS = ["is red with long sleeves", "is blue and shorter", "has stripes", "has a round neckline"]
 
@@ -56,9 +52,11 @@ def test_real_variants_name_real_open_clip_weights(module):
     assert registered == {*module.REAL_VARIANTS, "test_tiny", "synth_tiny"}
 
 
-def test_a_real_variant_goes_through_open_clips_download_path():
-    # Offline here: open_clip's real loader is reached and reports the missing weights.
-    with pytest.raises(RuntimeError, match="'ViT-B-32' with pretrained='openai'.*downloaded beforehand"):
+def test_a_real_variant_without_its_weights_on_this_machine_fails_at_once(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with pytest.raises(FileNotFoundError, match="ViT-B-32/openai: timm/vit_base_patch32_clip_224.openai is not on this machine.*`hf download"):
         build_model("clip_sum:vit_b32_openai")
 
 
@@ -83,10 +81,41 @@ def test_clip4cir_preprocessing_is_targetpad_and_zero_shot_is_open_clips():
 
 def test_synth_tiny_needs_a_pretrained_backbone_and_names_the_command(tmp_path, monkeypatch):
     monkeypatch.delenv(SYNTH_CLIP_ENV, raising=False)
+    monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))  # nothing installed
     with pytest.raises(FileNotFoundError, match=SYNTH_BACKBONE_COMMAND.split(" WORLD")[0]):
         build_model("clip4cir:synth_tiny")
     with pytest.raises(FileNotFoundError, match="not a pre-trained CLIP folder"):
         build_model("clip4cir:synth_tiny", backbone_dir=str(tmp_path))
+
+
+def test_published_weights_load_from_the_local_hub_cache_and_missing_ones_fail_at_once(tmp_path, monkeypatch):
+    """A real name + tag is looked up in the hub cache and loaded as a file (nothing fetched, no
+    request at all); weights not there are one error naming the repository to download."""
+    import huggingface_hub.constants
+    import open_clip
+    from safetensors.torch import save_file
+
+    from cirbench.backbones.clip import TINY_CLIP, load_clip, tiny_clip
+
+    source = tiny_clip(seed=3)
+    snapshot = tmp_path / "hub" / "models--cirbench--tiny-test" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in source.clip.state_dict().items()}, str(snapshot / "open_clip_model.safetensors"))
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tags = {"cached": {"hf_hub": "cirbench/tiny-test/", "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)},
+            "absent": {"hf_hub": "cirbench/absent/"}}
+    real_cfg = open_clip.get_pretrained_cfg
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda name, tag: tags.get(tag) or real_cfg(name, tag))
+    monkeypatch.setattr("open_clip.pretrained.download_pretrained",
+                        lambda *a, **k: pytest.fail("open_clip was asked to download"))
+    loaded = load_clip(TINY_CLIP, "cached")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.clip.state_dict().values(), source.clip.state_dict().values()))
+    assert tuple(loaded.preprocess_cfg["mean"]) == (0.5, 0.5, 0.5)  # the tag's preprocessing, as by its tag
+    with pytest.raises(FileNotFoundError, match=r"cirbench downloads nothing: download the Hugging Face repository "
+                                                r"cirbench/absent once .*`hf download cirbench/absent`"):
+        load_clip(TINY_CLIP, "absent")
 
 
 def test_pretraining_lowers_the_contrastive_loss_and_feeds_synth_tiny(tmp_path, monkeypatch):
@@ -188,9 +217,35 @@ def test_clip4cir_checkpoint_keeps_the_stage_and_options(tmp_path):
     model.set_trainable("combiner")
     model.eval().save_pretrained(tmp_path)
     reloaded = build_model("clip4cir:test_tiny", checkpoint=tmp_path)
-    assert bool(reloaded.combiner_active) and reloaded.pad_ratio == 1.5 and reloaded.dropout == 0.2
+    assert bool(reloaded.combiner_active) and reloaded.options.pad_ratio == 1.5 and reloaded.options.dropout == 0.2
     assert reloaded.checkpoint_hash() == model.checkpoint_hash()
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="unknown key"):
         build_model("clip4cir:test_tiny", projection=3)
-    with pytest.raises(ValueError, match="only the 'cir' task"):
+    with pytest.raises(ValueError, match="does not train"):
         reloaded.training_losses(CIRBatch(_images(model), TEXTS, _images(model)), tasks=("ctr",))
+
+
+def test_full_size_structures_build_offline_without_weights(monkeypatch):
+    """`load_weights=False` with a pretrained tag resolves nothing: no hub, no file, no socket."""
+    import socket
+
+    import open_clip.factory
+    import open_clip.pretrained
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("load_clip(load_weights=False) tried to fetch something")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    for module in (open_clip.factory, open_clip.pretrained):
+        for name in ("download_pretrained", "download_pretrained_from_hf", "download_pretrained_from_url"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, no_network)
+    for name, size in (("RN50x4", 288), ("ViT-L-14", 224)):
+        with torch.device("meta"):
+            backbone = load_clip(name, "openai", load_weights=False, device="meta")
+        assert backbone.image_size == size and backbone.model_cfg["quick_gelu"] is True
+        assert type(backbone.clip.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"  # OpenAI's activation
+        assert backbone.preprocess_cfg["mean"] == tuple(open_clip.get_pretrained_cfg(name, "openai")["mean"])
+        assert {p.device.type for p in backbone.clip.parameters()} == {"meta"}
+        assert sum(p.numel() for p in backbone.clip.parameters()) > 100_000_000

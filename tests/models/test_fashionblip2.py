@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cirbench.interface import CIRBatch, TrainableCIRModel, build_model
+from cirbench.baselines.zoo import build_model
+from cirbench.interface import CIRBatch, TrainableCIRModel
 
 TEXTS = ["is red and longer", "has stripes", "v neck and blue", "shorter sleeves"]
 
@@ -92,7 +93,7 @@ def test_stages_freeze_what_the_paper_freezes():
     model.set_trainable("finetune")
     assert trainable(model) == qformer_side + 1
     assert trainable(blip.vision_model) == 0 and trainable(model.adapters) == 0
-    with pytest.raises(ValueError, match="unknown stage"):
+    with pytest.raises(ValueError, match="has no stage"):
         model.set_trainable("combiner")
 
 
@@ -114,7 +115,7 @@ def test_training_losses_are_finite_and_train_the_right_parts(images, tasks):
 def test_task_errors(model, images):
     with pytest.raises(ValueError, match="target_captions"):
         model.training_losses(batch(images, target_captions=None), ("ctr",))
-    with pytest.raises(ValueError, match="unknown training tasks"):
+    with pytest.raises(ValueError, match="does not train"):
         model.training_losses(batch(images), ("itm",))
 
 
@@ -172,7 +173,7 @@ def test_checkpoint_hash_follows_the_weights(images):
 
 
 def test_unknown_option_is_an_error():
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="unknown key"):
         build_model("fashionblip2:test_tiny", adapters=False)
 
 

@@ -1,6 +1,8 @@
 """Full-size (ViT-g) configurations checked without weights, on the meta device.
 
-The numbers are the facts in DESIGN.md: transformers' default Blip2Config is the ViT-g BLIP-2.
+transformers' default Blip2Config is the ViT-g BLIP-2: vision tower 985,952,256 parameters,
+Blip2ForImageTextRetrieval 1,172,031,490 in total; FashionBLIP-2's adapters at reduction 16 add
+249,304 per ViT layer (39 layers).
 """
 
 from __future__ import annotations
@@ -8,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cirbench.backbones.blip2 import vitg_blip2_config
+from cirbench.backbones.blip2_configs import vitg_blip2_config
 from cirbench.baselines.params import fashionblip2_vitg_on_meta, full_size_parameter_counts, sprc_vitg_on_meta
-from cirbench.interface import build_model
+from cirbench.baselines.zoo import build_model
 
 VISION_TOWER = 985_952_256
 RETRIEVAL_MODEL = 1_172_031_490

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cirbench.interface import CIRBatch, build_model
+from cirbench.baselines.zoo import build_model
+from cirbench.interface import CIRBatch
 
 TEXTS = ["is red and longer", "has stripes", "v neck and blue", "shorter sleeves"]
 

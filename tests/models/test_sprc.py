@@ -6,7 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cirbench.interface import CIRBatch, TrainableCIRModel, build_model
+from PIL import Image
+
+from cirbench.baselines.zoo import build_model
+from cirbench.interface import CIRBatch, TrainableCIRModel
 
 TEXTS = ["is red and longer", "has stripes", "v neck and blue", "shorter sleeves"]
 
@@ -97,7 +100,7 @@ def test_finetune_freezes_only_the_vit():
         for name, _ in blip.named_parameters()
         if name.startswith(("vision_model.", "itm_head."))
     }
-    with pytest.raises(ValueError, match="unknown stage"):
+    with pytest.raises(ValueError, match="has no stage"):
         model.set_trainable("pretrain")
 
 
@@ -114,3 +117,53 @@ def test_save_and_reload_give_identical_scores(images, tmp_path):
     assert torch.equal(scores, again)
     assert torch.equal(model.learnable_prompt, reloaded.learnable_prompt)
     assert reloaded.checkpoint_hash() == model.checkpoint_hash()
+
+
+def test_losses_are_cross_entropies_of_score_over_an_unclamped_temp(images):
+    """SPRC's form: logits = score / temp (temp a parameter, 0.07 at the start, never clamped)."""
+    model = build_model("sprc:test_tiny").eval()
+    assert isinstance(model.temp, torch.nn.Parameter) and model.temp.item() == pytest.approx(0.07)
+    with torch.no_grad():
+        model.temp.fill_(0.002)  # 500x: a capped logit scale would stop at 100
+        losses = model.training_losses(batch(images))
+        tokens = model.tokenize(TEXTS)
+        scores = model.similarity(model.encode_query(images, TEXTS), model.encode_candidates(images.roll(1, dims=0)))
+        expected = F.cross_entropy(scores / 0.002, torch.arange(4))
+        learnable = model.similarity(model.learnable_prompt_query(tokens), model.encode_candidates(images.roll(1, dims=0)))
+    assert torch.allclose(losses["cir"], expected, rtol=1e-5)
+    assert torch.allclose(losses["cir_learnable_prompt"], F.cross_entropy(learnable / 0.002, torch.arange(4)), rtol=1e-5)
+
+
+def test_learnable_prompt_sits_after_the_cls_with_positions_over_the_whole_sequence():
+    """[CLS, prompt x 32, text 1..]: moving the prompt between [CLS] and the words changes the pass,
+    padding does not (masked), and the feature is read at position 0."""
+    model = build_model("sprc:test_tiny").eval()
+    short = model.tokenize(["is red"])
+    padded = model.backbone.tokenizer(["is red"], padding="max_length", max_length=12, return_tensors="pt")
+    with torch.no_grad():
+        out = model.learnable_prompt_pass(short)
+        out_padded = model.learnable_prompt_pass({"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"]})
+        assert out.shape == (1, 32 + short["input_ids"].shape[1], 128)
+        assert torch.allclose(out, out_padded[:, : out.shape[1]], atol=1e-5)
+        blip = model.backbone.blip
+        words = blip.embeddings.word_embeddings(short["input_ids"])
+        before_cls = torch.cat([model.learnable_prompt, words], dim=1)  # the layout SPRC does NOT use
+        before_cls = before_cls + blip.embeddings.position_embeddings(torch.arange(before_cls.shape[1]))[None]
+        other = blip.qformer(query_embeds=before_cls, query_length=0).last_hidden_state
+        assert not torch.allclose(other[:, 32], out[:, 0], atol=1e-3)
+        assert torch.equal(model.learnable_prompt_query(short), blip.text_projection(out[:, 0]))
+
+
+def test_images_get_sprcs_targetpad_and_texts_the_blip_caption_processor():
+    model = build_model("sprc:test_tiny")
+    tall = Image.new("RGB", (20, 100), (255, 255, 255))
+    padded = model.preprocess(tall)
+    assert padded.shape == (3, 64, 64) and padded[:, 32, 0].abs().sum() > 1  # black bars left and right
+    resized = build_model("sprc:test_tiny", image_preprocess="resize").preprocess(tall)
+    assert torch.allclose(resized[:, 32, 0], resized[:, 32, 32])  # BLIP-2's square resize: white everywhere
+    cleaned = model.tokenize(["Is RED; and (longer)!"])["input_ids"]
+    assert torch.equal(cleaned, model.tokenize(["is red and longer"])["input_ids"])
+    raw = build_model("sprc:test_tiny", text_processor="none").tokenize(["Is RED; and (longer)!"])["input_ids"]
+    assert raw.shape[1] > cleaned.shape[1]  # ; ( ) ! kept as word pieces
+    with pytest.raises(ValueError, match="image_preprocess"):
+        build_model("sprc:test_tiny", image_preprocess="squash")

@@ -26,13 +26,18 @@ def eval_result(
     return EvalResult(model, checkpoint, FASHIONIQ_V1.id, "cpu", splits)
 
 
-def write_result_run(folder: Path, results: Sequence[EvalResult], run_prefix: str = "run", seed: int = 0) -> tuple[list, list]:
-    """Each result as its own run in ``folder``; returns (records, ranks rows) as written."""
+def write_result_run(
+    folder: Path, results: Sequence[EvalResult], run_prefix: str = "run", seed: int = 0,
+    labels: Sequence[str | None] | None = None,
+) -> tuple[list, list]:
+    """Each result as its own run in ``folder`` (with its table label, as ``eval --all`` gives
+    one); returns (records, ranks rows) as written."""
     records, ranks = [], []
     for number, result in enumerate(results):
         run_id = f"{run_prefix}-{number}"
-        records += eval_records(result, FASHIONIQ_V1, run_id=run_id, seed=seed, n_resamples=200)
-        ranks += rank_rows(result, run_id=run_id, seed=seed)
+        label = labels[number] if labels else None
+        records += eval_records(result, FASHIONIQ_V1, run_id=run_id, seed=seed, n_resamples=200, label=label)
+        ranks += [{**row, "label": label} if label else row for row in rank_rows(result, run_id=run_id, seed=seed)]
     write_run(folder, records, ranks)
     return records, ranks
 

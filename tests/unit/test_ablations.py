@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cirbench.config import REPO_RECIPES
+from cirbench.config import shipped_recipes
 from cirbench.experiments import ablations
 from cirbench.experiments.ablations import DEFAULT_STEPS, RECIPE_SETS, Scale
 from cirbench.experiments.plan import FULL
@@ -109,4 +109,4 @@ def test_every_recipe_in_the_recipe_table_exists(size):
     recipes = RECIPE_SETS[size]
     paths = [recipes.fblip2_stage1, recipes.fblip2_cir_only, recipes.fblip2_stage2, recipes.sprc_fashioniq,
              recipes.sprc_facap]
-    assert all((REPO_RECIPES / p).is_file() for p in paths)
+    assert all((shipped_recipes() / p).is_file() for p in paths)

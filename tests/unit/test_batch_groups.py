@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cirbench.data.schema import DataError, TrainTriplet
+from cirbench.data.schema import TrainTriplet
+from cirbench.errors import DataError
 from cirbench.train.data import BatchPlan, TripletDataset, epoch_order, step_loader
 
 

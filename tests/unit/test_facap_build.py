@@ -11,7 +11,7 @@ import pytest
 from facap_fixtures import write_deepfashion_mm, write_fashion200k, write_folder
 
 from cirbench.data.facap import load_facap
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.backends import Failure
 from cirbench.facap.backends.offline import OfflineCaptioner
 from cirbench.facap.build import FacapBuildConfig, SourceSpec, build_facap

@@ -71,7 +71,7 @@ def test_missing_val_images_are_named(tmp_path):
     (root / "images").mkdir()
     (root / "image_splits/split.dress.val.json").write_text('["a", "b"]')
     (root / "captions/cap.dress.val.json").write_text("[]")
-    from cirbench.data.schema import DataError
+    from cirbench.errors import DataError
 
     with pytest.raises(DataError, match=r"dress val: 2 of 2 gallery images missing \(first: a\)"):
         build_enhfiq(EnhFiqBuildConfig(fashioniq=root, out=tmp_path / "o", settings=_settings()), embedder=ThumbnailEmbedder())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cirbench.facap.attributes import canonical_value, find_mentions, parse_attributes
+from cirbench.facap.attribute_phrases import canonical_value, find_mentions, parse_attributes
 from cirbench.facap.backends import CaptionRequest, ModificationRequest, build_captioner, build_modifier
 from cirbench.facap.backends.offline import write_caption, write_modification
 

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from facap_fixtures import write_image
 
+from cirbench.errors import DataError
 from cirbench.facap.backends import BackendOptions, CaptionRequest, ModificationRequest, build_captioner, build_modifier
 from cirbench.facap.pipeline import annotate_stage
 from cirbench.facap.store import JsonlStore
@@ -32,6 +33,8 @@ class FaultyChatServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), ChatHandler)
         self.attempts: Counter = Counter()
         self.hopeless: set[str] = set()  # texts that get 503 until healed
+        self.refusals: Counter = Counter()  # 401 answers
+        self.queries: list[str] = []  # query strings of answered requests
         self.lock = threading.Lock()
 
     def handle_error(self, request, client_address):  # the client hung up on a slow reply: expected
@@ -44,8 +47,15 @@ class ChatHandler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path != "/v1/chat/completions" or self.headers.get("Authorization") != f"Bearer {SECRET}":
+        path, _, query = self.path.partition("?")
+        if path != "/v1/chat/completions":
+            return self._send(404, b'{"error": "no such route"}')
+        if self.headers.get("Authorization") != f"Bearer {SECRET}":
+            with self.server.lock:
+                self.server.refusals[path] += 1
             return self._send(401, b'{"error": "unauthorised"}')
+        if query:
+            self.server.queries.append(query)
         text = _prompt_text(body["messages"])
         with self.server.lock:
             attempt = self.server.attempts[text]
@@ -93,8 +103,18 @@ def server(monkeypatch):
     server.shutdown()
 
 
+def _base(server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _thumbnails():
+    from cirbench.facap.embedding import make_embedder
+
+    return make_embedder("thumbnail")
+
+
 def _options(server, **overrides) -> BackendOptions:
-    values = dict(model="test-model", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+    values = dict(model="test-model", base_url=f"{_base(server)}/v1",
                   api_key_env="CIRBENCH_TEST_KEY", timeout_s=CLIENT_TIMEOUT_S, backoff_s=0.01,
                   max_attempts=5, concurrency=4)
     return BackendOptions(**{**values, **overrides})
@@ -131,11 +151,51 @@ def test_modifier_sends_text_only_and_permanent_errors_fail_without_retries(serv
     results = modifier.modify([ModificationRequest("r", "top", "A red top.", "A blue top.")])
     assert results[0].startswith("ANSWER[") and modifier.description["prompt"]["name"] == "modification_v1"
     assert SECRET not in json.dumps(modifier.description)
-    wrong_key = build_modifier("openai", _options(server, api_key_env="CIRBENCH_NO_SUCH_KEY"))
-    failure = wrong_key.modify([ModificationRequest("r", "top", "A red top.", "A blue top.")])[0]
-    assert failure.attempts == 1 and "HTTP 401" in failure.error
+    wrong_path = build_modifier("openai", _options(server, base_url=f"{_base(server)}/v2"))
+    failure = wrong_path.modify([ModificationRequest("r", "top", "A red top.", "A blue top.")])[0]
+    assert failure.attempts == 1 and "HTTP 404" in failure.error
 
 
-def test_the_backend_needs_a_server_and_a_model():
-    with pytest.raises(ValueError, match="needs a server URL and a model name"):
-        build_captioner("openai", BackendOptions(model="m"))
+def test_a_refused_key_stops_the_build_at_once_and_keeps_the_work_so_far(server, tmp_path):
+    image = tmp_path / "img.png"
+    write_image(image, "red")
+    requests = [CaptionRequest(f"img{i}", image, "dress", f"item number {i}") for i in range(24)]
+    store = JsonlStore(tmp_path / "captions.jsonl")
+    annotate_stage(store, requests[:3], build_captioner("openai", _options(server)).caption, "captions", False)
+    before = sum(server.attempts.values())
+    wrong_key = build_captioner("openai", _options(server, api_key_env="CIRBENCH_NO_SUCH_KEY", concurrency=4))
+    with pytest.raises(DataError, match="the endpoint refused the key") as refused:
+        annotate_stage(store, requests, wrong_key.caption, "captions", False)
+    assert refused.value.entry == "HTTP 401" and "rerun" in refused.value.problem
+    assert sum(server.refusals.values()) <= 4  # only the requests already in flight (concurrency 4)
+    assert sum(server.attempts.values()) == before  # a refused request never reached the model
+    assert set(store.load()) == {"img0", "img1", "img2"}  # the work so far is kept
+
+
+def test_a_query_string_on_the_api_base_is_kept_after_the_path_and_never_recorded(server, tmp_path):
+    base = f"{_base(server)}/v1?api-version=2026-01&api-key={SECRET}"
+    modifier = build_modifier("openai", _options(server, base_url=base))
+    assert modifier.modify([ModificationRequest("r", "top", "A red top.", "A blue top.")])[0].startswith("ANSWER[")
+    assert server.queries == [f"api-version=2026-01&api-key={SECRET}"]
+    assert modifier.description["base_url"] == f"{_base(server)}/v1" and SECRET not in json.dumps(modifier.description)
+    with_user = build_modifier("openai", _options(server, base_url=f"http://user:{SECRET}@127.0.0.1:{server.server_address[1]}/v1"))
+    assert SECRET not in json.dumps(with_user.description)
+
+
+def test_build_records_the_server_without_its_secret(server, tmp_path):
+    from facap_fixtures import write_folder
+
+    from cirbench.facap.build import FacapBuildConfig, SourceSpec, build_facap
+    from cirbench.facap.pipeline import PipelineSettings
+
+    folder = write_folder(tmp_path / "shop")
+    options = _options(server, base_url=f"{_base(server)}/v1?api-key={SECRET}")
+    config = FacapBuildConfig(out=tmp_path / "out", sources=(SourceSpec("folder", folder, folder / "meta.jsonl"),),
+                              captioner="openai", modifier="openai", captioner_options=options,
+                              modifier_options=options, settings=PipelineSettings(progress=False))
+    build_facap(config, embedder=_thumbnails())
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert {"manifest.json", "build.json"} <= {p.name for p in written}
+    assert not [p for p in written if SECRET.encode() in p.read_bytes()]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["captioner"]["base_url"] == f"{_base(server)}/v1"

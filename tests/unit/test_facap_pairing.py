@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cirbench.facap.bench import bench_pairing, category_sizes
+from cirbench.facap.bench_pairing import bench_pairing, category_sizes
 from cirbench.facap.embedding import unit_rows
 from cirbench.facap.pairing import group_indices, pair_group, search_excluding_products, stable_choice
 
@@ -27,6 +27,22 @@ def test_search_matches_brute_force_whatever_the_chunking(chunk_size):
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
     assert (products[ids] != products[:, None]).all()  # no view of the query's own product
     assert (ids == expected_ids).mean() > 0.99  # equal up to ties of float rounding
+
+
+@pytest.mark.parametrize("gpus", [0, 2])
+def test_the_index_goes_to_the_gpus_only_when_faiss_sees_one(monkeypatch, gpus):
+    """faiss-gpu has no CPU fallback: the index moves only when get_num_gpus() > 0 (faked here)."""
+    import faiss
+
+    moved = []
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: gpus, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", lambda index: moved.append(index) or index, raising=False)
+    rng = np.random.default_rng(0)
+    vectors = unit_rows(rng.standard_normal((30, 8)))
+    products = np.repeat(np.arange(10), 3)
+    ids, _ = search_excluding_products(vectors, products, np.arange(30), k=5)
+    np.testing.assert_array_equal(ids, _brute_force(vectors, products, 5)[0])
+    assert len(moved) == (1 if gpus else 0)
 
 
 def test_groups_smaller_than_k_return_every_other_product_then_padding():

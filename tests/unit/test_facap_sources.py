@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from facap_fixtures import write_deepfashion_mm, write_fashion200k, write_folder
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.sources import limit_records, read_deepfashion_mm, read_fashion200k, read_folder
 
 
@@ -70,3 +72,74 @@ def test_limit_takes_the_same_first_images_by_id(tmp_path):
     records = read_fashion200k(write_fashion200k(tmp_path / "f200k")).records
     first = limit_records(list(reversed(records)), 4)
     assert [r.image_id for r in first] == sorted(r.image_id for r in records)[:4]
+
+
+# --- every path a source names stays under its root -------------------------------------------
+
+
+def _outside_secret(tmp_path):
+    secret = tmp_path / "outside_secret.jpeg"
+    secret.write_bytes(b"not yours")
+    return secret
+
+
+@pytest.mark.parametrize("path", ["../outside_secret.jpeg", "img/../../outside_secret.jpeg", "ABSOLUTE", "link/0.png"])
+def test_folder_metadata_paths_leaving_the_root_are_refused_with_file_and_line(tmp_path, path):
+    root = write_folder(tmp_path / "shop")
+    secret = _outside_secret(tmp_path)
+    (root / "link").symlink_to(tmp_path, target_is_directory=True)  # a folder link pointing out of root
+    (tmp_path / "0.png").write_bytes(b"x")
+    path = str(secret) if path == "ABSOLUTE" else path
+    (root / "evil.jsonl").write_text('{"path": "img/1.png", "category": "dress"}\n'
+                                     + json.dumps({"path": path, "category": "dress"}) + "\n")
+    with pytest.raises(DataError, match=r"evil.jsonl: line 2: image path .*(escapes the data root|resolves outside)"):
+        read_folder(root, root / "evil.jsonl")
+
+
+def test_a_symlinked_image_inside_the_root_pointing_out_is_refused(tmp_path):
+    root = write_folder(tmp_path / "shop")
+    (root / "img" / "9.png").symlink_to(_outside_secret(tmp_path))
+    (root / "linked.jsonl").write_text('{"path": "img/9.png", "category": "dress"}\n')
+    with pytest.raises(DataError, match=r"linked.jsonl: line 1: .*resolves outside the source root"):
+        read_folder(root, root / "linked.jsonl")
+    # a link that stays inside the root is an ordinary file
+    (root / "img" / "10.png").symlink_to(root / "img" / "0.png")
+    (root / "inside.jsonl").write_text('{"path": "img/10.png", "category": "dress"}\n')
+    assert [r.image_id for r in read_folder(root, root / "inside.jsonl").records] == ["folder/img/10.png"]
+
+
+@pytest.mark.parametrize("category", ["../../../sec/evil", "a/b", "", "  ", ".hidden", "a\\b"])
+def test_folder_categories_must_be_plain_names(tmp_path, category):
+    root = write_folder(tmp_path / "shop")
+    (root / "cat.jsonl").write_text(json.dumps({"path": "img/0.png", "category": category}) + "\n")
+    with pytest.raises(DataError, match=r"cat.jsonl: line 1: category"):
+        read_folder(root, root / "cat.jsonl")
+
+
+@pytest.mark.parametrize("line", ["../outside_secret.jpeg\t0.9\tstolen", "/etc/passwd\t0.9\tstolen",
+                                  "women/link/x.jpeg\t0.9\tstolen"])
+def test_fashion200k_label_lines_leaving_the_root_are_refused(tmp_path, line):
+    root = write_fashion200k(tmp_path / "f200k")
+    _outside_secret(tmp_path)
+    (root / "women" / "link").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "x.jpeg").write_bytes(b"x")
+    label = root / "labels" / "dress_train_detect_all.txt"
+    label.write_text(label.read_text() + line + "\n")
+    n_lines = len(label.read_text().splitlines())
+    with pytest.raises(DataError, match=rf"dress_train_detect_all.txt: line {n_lines}: image path"):
+        read_fashion200k(root)
+
+
+def test_deepfashion_image_linking_out_of_the_root_is_refused(tmp_path):
+    root = write_deepfashion_mm(tmp_path / "dfmm")
+    (root / "image" / "WOMEN-Dresses-id_00000009-01_1_front.jpg").symlink_to(_outside_secret(tmp_path))
+    with pytest.raises(DataError, match=r"WOMEN-Dresses-id_00000009-01_1_front.jpg: image path .*resolves outside"):
+        read_deepfashion_mm(root)
+
+
+def test_source_files_that_are_not_utf8_name_the_line(tmp_path):
+    root = write_fashion200k(tmp_path / "f200k")
+    label = root / "labels" / "top_train_detect_all.txt"
+    label.write_bytes(label.read_bytes() + b"women/x.jpeg\t0.9\t\xff\xfe\n")
+    with pytest.raises(DataError, match=r"top_train_detect_all.txt: line 6, byte 17: not UTF-8"):
+        read_fashion200k(root)

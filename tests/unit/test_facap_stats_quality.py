@@ -8,12 +8,12 @@ import json
 import pytest
 from facap_fixtures import write_image
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.facap.quality import (
     Faithfulness, QualityItem, auto_faithfulness, load_items, read_ground_truth, stratified_sample,
     summarise_ratings, target_claims, write_sheet,
 )
-from cirbench.facap.stats import facap_stats, fashioniq_stats, text_stats
+from cirbench.facap.dataset_stats import facap_stats, fashioniq_stats, text_stats
 
 
 def _facap_folder(root, n_per_category=None):

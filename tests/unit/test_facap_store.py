@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cirbench.data.schema import DataError
-from cirbench.facap.store import JsonlStore, load_array, save_array, write_atomic
+from cirbench.errors import DataError
+from cirbench.facap.store import JsonlStore, load_array, save_array
 
 
 def test_last_record_of_a_key_wins_and_order_of_appends_is_kept(tmp_path):
@@ -34,10 +34,14 @@ def test_a_corrupt_line_inside_the_store_names_file_and_line(tmp_path):
         JsonlStore(path).load()
 
 
-def test_atomic_writes_leave_no_temporary_file(tmp_path):
-    write_atomic(tmp_path / "d" / "f.json", b"1")
-    write_atomic(tmp_path / "d" / "f.json", b"2")
-    assert [p.name for p in (tmp_path / "d").iterdir()] == ["f.json"]
-    assert (tmp_path / "d" / "f.json").read_bytes() == b"2"
+def test_arrays_round_trip_through_an_atomic_write(tmp_path):
     save_array(tmp_path / "a.npy", np.eye(3, dtype=np.float32))
     np.testing.assert_array_equal(load_array(tmp_path / "a.npy"), np.eye(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def test_bytes_that_are_not_utf8_in_a_store_name_file_and_line(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"key": "a"}\n{"key": "b\xff"}\n')
+    with pytest.raises(DataError, match=r"s.jsonl: line 2: not UTF-8 text"):
+        JsonlStore(path).load()

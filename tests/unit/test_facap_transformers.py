@@ -49,7 +49,7 @@ def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     config = LlavaConfig(vision_config=vision, text_config=_text_config(), image_token_index=5, vision_feature_select_strategy="default")
     vlm, llm = LlavaForConditionalGeneration(config), LlamaForCausalLM(_text_config())
     for model in (vlm, llm):
-        model.lm_head.weight.data.zero_()
+        model.get_output_embeddings().weight.data.zero_()  # lm_head (transformers 4: language_model.lm_head)
     vlm.save_pretrained(root / "vlm")
     images = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
     LlavaProcessor(image_processor=images, tokenizer=_tokenizer(), patch_size=8, vision_feature_select_strategy="default",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cirbench.facap.attributes import VOCABULARY
+from cirbench.facap.attribute_phrases import VOCABULARY
 from cirbench.facap.backends import CaptionRequest
 from cirbench.facap.backends.offline import OfflineCaptioner
 from cirbench.facap.zero_shot import ZeroShotAttributes, dimensions_for, prompt

@@ -16,8 +16,8 @@ from cirbench.data.fashioniq import (
     read_category,
     read_fashioniq_train,
 )
-from cirbench.data.registry import DATASETS
-from cirbench.data.schema import DataError
+from cirbench.data.benchmarks import DATASETS
+from cirbench.errors import DataError
 
 REAL_FASHIONIQ = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashioniq"
 
@@ -130,6 +130,9 @@ BAD_ENTRIES = [
     ("target absolute", [query("d1", "/etc/passwd")], "entry 0 (candidate d1)", "not a plain file name"),
     ("target with separator", [query("d1", "sub/d2")], "entry 0 (candidate d1)", "not a plain file name"),
     ("not a list", {"candidate": "d1"}, "top level", "expected a JSON list"),
+    ("empty file", [], "top level", "an empty list: no query to read"),
+    ("entry repeated", [query("d1", "d2"), query("d2", "d3"), query("d1", "d2")], "entry 2 (candidate d1)",
+     "repeats entry 0 exactly"),
 ]
 
 
@@ -145,7 +148,7 @@ def test_bad_caption_entries_name_file_and_entry(tmp_path, case, queries, entry,
 
 
 def test_malformed_json_names_line_and_column(tmp_path):
-    write_category(tmp_path, "dress", "val", [], ["d1"])
+    write_category(tmp_path, "dress", "val", [query("d1", "d1")], ["d1"])
     (tmp_path / "captions" / "cap.dress.val.json").write_text('[\n  {"candidate": "d1",\n  "target" "d2"}\n]')
     with pytest.raises(DataError) as info:
         load_eval_splits(tmp_path)
@@ -300,3 +303,16 @@ def test_real_train_and_test_files_parse(real_annotations):
 def test_category_names_cannot_lead_outside_the_root(small):
     with pytest.raises(DataError, match="category or split name '../../etc' is not a plain file name"):
         load_eval_splits(small, categories=["../../etc"])
+
+
+def test_test_split_entries_without_target_may_repeat(tmp_path):
+    """The real FashionIQ test files repeat a few target-less entries; they are never scored."""
+    write_category(tmp_path, "dress", "test", [{"candidate": "d1", "captions": ["x"]}] * 2, ["d1"])
+    write_images(tmp_path, ["d1"])
+    assert len(load_eval_splits(tmp_path, split="test")[0].queries) == 2
+
+
+def test_same_pair_with_other_captions_is_not_a_repeat(tmp_path):
+    write_category(tmp_path, "dress", "val", [query("d1", "d2", ["a"]), query("d1", "d2", ["b"])], ["d1", "d2"])
+    write_images(tmp_path, ["d1", "d2"])
+    assert len(load_eval_splits(tmp_path)[0].queries) == 2

@@ -13,20 +13,25 @@ from pathlib import Path
 
 import pytest
 
-from cirbench.data import fetch
+from cirbench import http_client
 from cirbench.data.fetch import (
     DeadLink,
     FetchSettings,
     TransientError,
+    download,
+    fetch_client,
     fetch_fashioniq,
-    get_with_retries,
-    http_get,
     read_url_list,
 )
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.data.standins import encode_png, standin_pixels
 
 FAST = FetchSettings(workers=4, timeout=2.0, retries=2, backoff=0.01)
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # the client hung up on a slow answer: expected
+        pass
 
 
 class FakeServer:
@@ -53,7 +58,7 @@ class FakeServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def serve(self, path: str, *answers) -> None:
@@ -214,22 +219,25 @@ def test_http_errors_are_classified(server):
     server.serve("/forbidden", (403, b""))
     server.serve("/broken", (502, b""))
     server.serve("/slow", b"late")
+    once = fetch_client(FetchSettings(retries=0, timeout=2))
     with pytest.raises(DeadLink, match="HTTP 404"):
-        http_get(f"{server.url}/gone", timeout=2)
+        download(once, f"{server.url}/gone")
     with pytest.raises(DeadLink, match="HTTP 403"):
-        http_get(f"{server.url}/forbidden", timeout=2)
+        download(once, f"{server.url}/forbidden")
     with pytest.raises(TransientError, match="HTTP 502"):
-        http_get(f"{server.url}/broken", timeout=2)
+        download(once, f"{server.url}/broken")
+    with pytest.raises(DeadLink, match="bad URL"):
+        download(once, "ftp://example.invalid/x.jpg")
     server.delay = 0.5
     with pytest.raises(TransientError):
-        http_get(f"{server.url}/slow", timeout=0.1)
+        download(fetch_client(FetchSettings(retries=0, timeout=0.1)), f"{server.url}/slow")
 
 
 def test_retries_back_off_exponentially(server, monkeypatch):
     server.serve("/flaky", (500, b""), (500, b""), b"ok")
     sleeps = []
-    monkeypatch.setattr(fetch.time, "sleep", sleeps.append)
-    assert get_with_retries(f"{server.url}/flaky", FetchSettings(retries=3, backoff=0.5)) == b"ok"
+    monkeypatch.setattr(http_client.time, "sleep", sleeps.append)
+    assert download(fetch_client(FetchSettings(retries=3, backoff=0.5)), f"{server.url}/flaky") == b"ok"
     assert sleeps == [0.5, 1.0]
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from bad_inputs import png_header_only
 from PIL import Image
 
 from cirbench.data import images
 from cirbench.data.images import check_image_id, check_relative_path, index_image_folder, open_rgb
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 
 
 @pytest.mark.parametrize("image_id", ["B00ABC123", "WOMEN-Dresses-id_00000002-02_1_front", "a.b"])
@@ -71,3 +72,28 @@ def test_open_rgb_names_a_broken_file(tmp_path):
     broken.write_bytes(b"<html>not found</html>")
     with pytest.raises(DataError, match="broken.jpg: image: cannot be read"):
         open_rgb(broken)
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])  # over Pillow's limit (its warning), over twice it (its error)
+def test_open_rgb_refuses_an_image_too_large_to_decode(tmp_path, side):
+    bomb = tmp_path / "bomb.png"
+    png_header_only(bomb, side, side)
+    with pytest.raises(DataError, match="bomb.png: image: .*too large to decode safely"):
+        open_rgb(bomb)
+
+
+def test_the_pixel_limit_holds_without_the_warning_filter(tmp_path, monkeypatch):
+    """Another thread may be restoring the process-wide warning filters: the header check still refuses."""
+    import contextlib
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        monkeypatch.setattr(warnings, "catch_warnings", contextlib.nullcontext)
+        monkeypatch.setattr(warnings, "simplefilter", lambda *a, **k: None)
+        bomb = tmp_path / "bomb.png"
+        png_header_only(bomb, 10_000, 10_000)
+        with pytest.raises(DataError, match="10000x10000 pixels is over the .*-pixel limit"):
+            open_rgb(bomb)

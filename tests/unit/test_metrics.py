@@ -159,3 +159,16 @@ def test_intervals_do_not_depend_on_the_cutoffs_asked_together():
     assert recall_with_ci(ranks, [10], "shirt", seed=2)[10] == together[10]
     with pytest.raises(ValueError, match="K from 1 to 1000"):
         recall_with_ci(ranks, [0, 10], "shirt")
+
+
+def test_one_per_category_average_and_an_empty_category_makes_it_none():
+    from cirbench.eval.metrics import category_mean
+    from cirbench.train.validation import summarise
+
+    assert category_mean({"dress": 10.0, "shirt": 20.0, "toptee": 60.0}) == 30.0
+    assert category_mean({"dress": 10.0, "shirt": None}) is None and category_mean({}) is None
+    empty = summarize({"dress": np.array([0, 5]), "shirt": np.array([], dtype=np.int64)}, (10,), (10,))
+    assert empty.average[10].value is None and empty.headline.value is None
+    line = summarise([np.array([0, 20]), np.array([], dtype=np.int64)], (10, 50))
+    assert line == {"R@10": None, "R@50": None, "headline": None}  # never the mean of dress alone
+    assert summarise([np.array([0, 20]), np.array([60])], (10, 50)) == {"R@10": 25.0, "R@50": 50.0, "headline": 37.5}

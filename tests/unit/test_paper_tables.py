@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from report_fixtures import CATEGORIES, eval_result
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.eval.protocols import FASHIONIQ_V1
 from cirbench.report.paper_tables import (
     DATA_SIZE,
@@ -20,9 +20,8 @@ from cirbench.report.paper_tables import (
     MeasuredRow,
     ValueColumn,
     build_paper_table,
-    render_paper_table,
-    write_paper_table,
 )
+from cirbench.report.table_formats import render, write_table
 from cirbench.report.tables import build_tables
 from cirbench.results import eval_records, rank_rows
 
@@ -90,7 +89,7 @@ def test_reported_rows_are_the_papers_digits_marked_reported_and_beside_their_me
     assert table.rows[1].settings == ("CIR", "yes", "global")
     reported = row_of(table, ("CIR+CTR", "yes", "multihead"), "reported")
     assert reported.cells["no_ft_enhfiq"].printed == "89.45" and reported.cells["ft_fiq"].value == 65.62
-    markdown = render_paper_table(table, "markdown")
+    markdown = render(table, "markdown", ci=True)
     assert "| CIR+CTR | yes | multihead | reported | 44.63 | 89.45 | 65.62 | 86.93 |" in markdown
 
 
@@ -116,10 +115,10 @@ def test_missing_cells_are_gaps_with_a_note_saying_why():
     assert "no FT: FIQ not measured ('partial' lacks a category of fashioniq)" in notes
     assert "FT: FIQ not measured (no results for 'nowhere' on fashioniq)" in notes
     for fmt in ("rich", "markdown", "csv", "latex"):
-        assert render_paper_table(table, fmt)  # renders, no crash
-    assert "| CIR | no | global | measured | " in render_paper_table(table, "markdown")
-    assert "— | — | — |" in render_paper_table(table, "markdown")
-    csv_row = next(r for r in csv.DictReader(io.StringIO(render_paper_table(table, "csv")))
+        assert render(table, fmt, ci=True)  # renders, no crash
+    assert "| CIR | no | global | measured | " in render(table, "markdown", ci=True)
+    assert "— | — | — |" in render(table, "markdown", ci=True)
+    csv_row = next(r for r in csv.DictReader(io.StringIO(render(table, "csv", ci=True)))
                    if r["source"] == "measured" and r["adapter"] == "no")
     assert csv_row["no_ft_enhfiq"] == "" and float(csv_row["no_ft_fiq"]) > 0
 
@@ -128,7 +127,7 @@ def test_every_format_is_written_and_latex_is_escaped(tmp_path):
     runs = {("s1", d): random_ranks(seed) for seed, d in enumerate(BENCHMARKS)}
     table = build_paper_table(TABLE4, [MeasuredRow(("SPRC", "no", "yes"), {"fiq_avg": "s1", "enhfiq_avg": "s1"})],
                               measured_tables(runs), notes=["measured: synth_tiny models, 95% CI"])
-    written = write_paper_table(table, tmp_path)
+    written = write_table(table, tmp_path, ci=True)
     assert sorted(p.name for p in written) == [f"table4_pretraining.{s}" for s in ("csv", "md", "tex", "txt")]
     latex = (tmp_path / "table4_pretraining.tex").read_text()
     assert r"synth\_tiny models, 95\% CI" in latex and r"\begin{tabular}{llllrr}" in latex

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cirbench.interface import build_model, list_model_specs, resolve_spec
+from cirbench.baselines.zoo import build_model, list_model_specs, resolve_spec
 from cirbench.registry import Registry, RegistryError, import_string
 
 
@@ -76,7 +76,7 @@ def test_model_specs_resolve_default_variant_and_refuse_unknown_variants():
 
 def test_listing_models_imports_no_model_code_and_no_torch():
     code = (
-        "import sys; from cirbench.interface import list_model_specs; list_model_specs(); "
+        "import sys; from cirbench.baselines.zoo import list_model_specs; list_model_specs(); "
         "print(sorted(m for m in sys.modules if m == 'torch' or m.endswith('.model')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,18 +12,21 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.eval.evaluator import EvalResult, SplitRanks
 from cirbench.eval.metrics import recall_at_k, recall_with_ci, summarize
 from cirbench.eval.protocols import FASHIONIQ_V1, PROTOCOLS
-from cirbench.report.tables import build_tables, render, to_latex, write_tables
+from cirbench.report.table_formats import render, to_latex, write_tables
+from cirbench.report.tables import build_tables
 from cirbench.results import (
+    PRECISION_FIELD,
     RECORD_FIELDS,
     eval_records,
     git_commit,
     rank_rows,
     read_ranks,
     read_records,
+    record_precision,
     write_run,
 )
 
@@ -53,11 +56,24 @@ def saved_run(folder, result, run_id="run1", seed=0):
 # ---- records ---------------------------------------------------------------------------------
 
 
+def test_records_and_ranks_carry_the_precision_and_older_records_read_as_fp32(tmp_path):
+    result = make_result()
+    result.precision = "bf16"
+    records = records_of(result)
+    ranks = rank_rows(result, run_id="r", seed=0)
+    assert {r[PRECISION_FIELD] for r in records} == {"bf16"} and {r[PRECISION_FIELD] for r in ranks} == {"bf16"}
+    older = {key: value for key, value in records[0].items() if key != PRECISION_FIELD}
+    write_run(tmp_path, [older], [])
+    [read] = read_records([tmp_path])
+    assert record_precision(read) == "fp32" and record_precision(records[0]) == "bf16"
+
+
 def test_one_record_per_category_and_cutoff_with_every_field():
     result = make_result()
     records = records_of(result, config_hash="cfg0123")
     assert len(records) == 3 * len(FASHIONIQ_V1.ks)
-    assert all(tuple(r) == RECORD_FIELDS for r in records)
+    assert all(tuple(r) == (*RECORD_FIELDS, PRECISION_FIELD) for r in records)
+    assert {r[PRECISION_FIELD] for r in records} == {"fp32"}
     shirt10 = next(r for r in records if r["category"] == "shirt" and r["metric"] == "recall@10")
     estimate = recall_with_ci(result.splits[1].ranks, [10], "shirt", seed=0)[10]
     assert shirt10["value"] == recall_at_k(result.splits[1].ranks, 10) == estimate.value
@@ -110,6 +126,39 @@ def test_bad_result_lines_name_the_file_and_line(tmp_path, line, problem):
     with pytest.raises(DataError, match=problem) as error:
         read_records([tmp_path])
     assert error.value.file == str(path) and error.value.entry == "line 5"
+
+
+@pytest.mark.parametrize("name", ["results.jsonl", "ranks.jsonl"])
+def test_a_torn_last_line_is_left_out_then_cut_off_by_the_next_write(tmp_path, name, caplog):
+    saved_run(tmp_path, make_result(categories=("dress",)), run_id="r1")
+    path = tmp_path / name
+    read = read_records if name == "results.jsonl" else read_ranks
+    whole, n_rows = path.read_bytes(), len(read([tmp_path]))
+    with open(path, "ab") as handle:  # what a kill in the middle of an append leaves
+        handle.write(b'{"run_id": "r2", "model": "clip_s')
+    assert len(read([tmp_path])) == n_rows
+    assert f"{name}: line {n_rows + 1} is torn" in caplog.text
+    saved_run(tmp_path, make_result(categories=("dress",), seed=1), run_id="r3")
+    assert path.read_bytes().startswith(whole) and b'"r2"' not in path.read_bytes()
+    assert [r["run_id"] for r in read([tmp_path])] == ["r1"] * n_rows + ["r3"] * n_rows
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
+    saved_run(tmp_path, make_result(categories=("dress",)), run_id="r1")
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # a hand-edited file
+    assert len(read_records([tmp_path])) == 4
+    saved_run(tmp_path, make_result(categories=("dress",), seed=1), run_id="r2")
+    assert [r["run_id"] for r in read_records([tmp_path])] == ["r1"] * 4 + ["r2"] * 4
+
+
+def test_result_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path):
+    saved_run(tmp_path, make_result(categories=("dress",)))
+    path = tmp_path / "results.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [lines[2].replace(b"dress", b"dr\xffss")] + lines[3:]))
+    with pytest.raises(DataError, match=r"results.jsonl: line 3: not UTF-8 text"):
+        read_records([tmp_path])
 
 
 def test_a_path_with_no_results_is_an_error(tmp_path):

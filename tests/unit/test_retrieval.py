@@ -11,27 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from cirbench.data.schema import CIRQuery, DataError
+from cirbench.errors import DataError
+from cirbench.data.schema import CIRQuery
 from cirbench.eval import retrieval
 from cirbench.eval.evaluator import evaluate
 from cirbench.eval.protocols import FASHIONIQ_V1
-from cirbench.eval.retrieval import FeatureCache, gallery_key, rank_targets, ranks_from_scores
+from cirbench.eval.retrieval import FeatureCache, GalleryScores, gallery_key, rank_targets, ranks_from_scores
 from cirbench.scorers import Scorer, get_scorer
-from fake_cir import FakeCIRModel, make_split
-
-
-def naive_ranks(scores: np.ndarray, targets, excluded=None) -> np.ndarray:
-    """Full sort per query: descending score, the target last among equal scores."""
-    ranks = []
-    for row, (scores_row, target) in enumerate(zip(scores, targets)):
-        keep = np.ones(len(scores_row), dtype=bool)
-        if excluded is not None and excluded[row] >= 0 and excluded[row] != target:
-            keep[excluded[row]] = False
-        columns = np.flatnonzero(keep)
-        is_target = columns == target
-        order = np.lexsort((is_target, -scores_row[columns]))  # last key sorts first
-        ranks.append(int(np.flatnonzero(is_target[order])[0]))
-    return np.array(ranks)
+from fake_cir import FakeCIRModel, make_split, naive_ranks
 
 
 class IntegerDot(Scorer):
@@ -81,7 +68,7 @@ def test_ranks_equal_a_full_sort_on_random_scores(gen, scorer_name, q_shape, c_s
     queries, candidates = torch.randn(53, *q_shape, generator=gen), torch.randn(40, *c_shape, generator=gen)
     targets = torch.randint(0, 40, (53,), generator=gen)
     expected = naive_ranks(scorer(queries, candidates).numpy(), targets.numpy())
-    got = rank_targets(scorer, queries, candidates, targets, chunk_size=7)
+    got = rank_targets(GalleryScores.of_scorer(scorer, candidates), queries, targets, chunk_size=7)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, expected)
 
@@ -92,7 +79,7 @@ def test_ranks_equal_a_full_sort_with_forced_ties(gen):
     targets = torch.randint(0, 30, (64,), generator=gen)
     scores = (queries @ candidates.T).numpy()
     assert len(np.unique(scores)) < 10  # ties everywhere
-    got = rank_targets(IntegerDot(), queries, candidates, targets, chunk_size=5)
+    got = rank_targets(GalleryScores.of_scorer(IntegerDot(), candidates), queries, targets, chunk_size=5)
     np.testing.assert_array_equal(got, naive_ranks(scores, targets.numpy()))
 
 
@@ -103,26 +90,28 @@ def test_removing_the_reference_equals_a_full_sort_without_its_column(gen):
     references = torch.randint(-1, 25, (40,), generator=gen)  # -1: reference not in the gallery
     references[:3] = targets[:3]  # a reference that is its own target is never removed
     scores = (queries @ candidates.T).numpy()
-    got = rank_targets(IntegerDot(), queries, candidates, targets, references, chunk_size=6)
+    got = rank_targets(GalleryScores.of_scorer(IntegerDot(), candidates), queries, targets, references, chunk_size=6)
     np.testing.assert_array_equal(got, naive_ranks(scores, targets.numpy(), references.numpy()))
-    kept = rank_targets(IntegerDot(), queries, candidates, targets, chunk_size=6)
+    kept = rank_targets(GalleryScores.of_scorer(IntegerDot(), candidates), queries, targets, chunk_size=6)
     assert (got <= kept).all() and (got < kept).any()
 
 
 def test_scores_are_made_one_bounded_chunk_at_a_time(gen, monkeypatch):
     scorer = RecordingScorer()
     queries, candidates = torch.randint(-1, 2, (50, 3), generator=gen), torch.randint(-1, 2, (9, 3), generator=gen)
-    rank_targets(scorer, queries, candidates, torch.zeros(50, dtype=torch.long), chunk_size=16)
+    rank_targets(GalleryScores.of_scorer(scorer, candidates), queries, torch.zeros(50, dtype=torch.long), chunk_size=16)
     assert scorer.block_shapes == [(16, 9), (16, 9), (16, 9), (2, 9)]
     monkeypatch.setattr(retrieval, "MAX_CHUNK_ELEMENTS", 9 * 4)  # a wide gallery shrinks the chunks
     scorer.block_shapes.clear()
-    rank_targets(scorer, queries, candidates, torch.zeros(50, dtype=torch.long), chunk_size=16)
+    rank_targets(GalleryScores.of_scorer(scorer, candidates), queries, torch.zeros(50, dtype=torch.long), chunk_size=16)
     assert max(rows for rows, _ in scorer.block_shapes) == 4
 
 
 def test_maxsim_chunks_count_candidate_tokens():
-    assert retrieval.chunk_rows(torch.zeros(1000, 32, 8), 1024) == min(1024, retrieval.MAX_CHUNK_ELEMENTS // 32000)
-    assert retrieval.chunk_rows(torch.zeros(1000, 8), 1024) == 1024
+    maxsim = GalleryScores.of_scorer(get_scorer("maxsim"), torch.zeros(1000, 32, 8))
+    assert maxsim.row_elements == 32000
+    assert retrieval.chunk_rows(maxsim.row_elements, 1024) == min(1024, retrieval.MAX_CHUNK_ELEMENTS // 32000)
+    assert retrieval.chunk_rows(GalleryScores.of_scorer(get_scorer("cosine"), torch.zeros(1000, 8)).row_elements, 1024) == 1024
 
 
 def test_a_nan_target_score_is_an_error():
@@ -131,7 +120,7 @@ def test_a_nan_target_score_is_an_error():
 
 
 def test_no_queries_give_no_ranks():
-    got = rank_targets(get_scorer("cosine"), torch.zeros(0, 4), torch.ones(3, 4), torch.zeros(0, dtype=torch.long))
+    got = rank_targets(GalleryScores.of_scorer(get_scorer("cosine"), torch.ones(3, 4)), torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
     assert got.shape == (0,) and got.dtype == np.int64
 
 
@@ -275,9 +264,20 @@ def test_non_finite_embeddings_are_refused(tmp_path):
 def test_an_unreadable_image_names_its_file(tmp_path, num_workers):
     split = make_split(tmp_path)
     split.image_paths[split.gallery[3]].write_bytes(b"broken")
-    with pytest.raises(DataError, match="cannot read the image") as error:
+    with pytest.raises(DataError, match="cannot be read as an image") as error:
         evaluate(FakeCIRModel(), [split], FASHIONIQ_V1, num_workers=num_workers, progress=False)
     assert error.value.file == str(split.image_paths[split.gallery[3]])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_an_oversized_image_names_its_file_before_decoding(tmp_path, num_workers):
+    from bad_inputs import png_header_only
+
+    split = make_split(tmp_path)
+    png_header_only(split.image_paths[split.gallery[2]], 12_000, 12_000)
+    with pytest.raises(DataError, match="too large to decode safely") as error:
+        evaluate(FakeCIRModel(), [split], FASHIONIQ_V1, num_workers=num_workers, progress=False)
+    assert error.value.file == str(split.image_paths[split.gallery[2]])
 
 
 def test_worker_processes_give_the_same_ranks(tmp_path):

@@ -17,7 +17,7 @@ from cirbench.synth.attributes import ATTRIBUTES, Garment
 from cirbench.synth.mentions import mention_holds, parse_mentions
 from cirbench.synth.presets import Knobs
 from cirbench.synth.probe import chance_agreement, probe_attributes, probe_images
-from cirbench.synth.stats import Pair, image_only_oracle
+from cirbench.synth.text_stats import Pair, image_only_oracle
 from cirbench.synth.world import GarmentSampler, garment_of, load_ground_truth
 
 runner = CliRunner()
@@ -89,9 +89,10 @@ def test_cli_probes_both_backbones_and_names_the_missing_ones(world, monkeypatch
 
     for name in (SYNTH_BACKBONE_ENV, SYNTH_CLIP_ENV):  # ensure_backbones sets them; restored after the test
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CIRBENCH_CACHE", str(tmp_path / "cache"))  # its record of installed backbones too
     missing = runner.invoke(app, ["synth-probe", "--world", str(world)])
     assert missing.exit_code == 1 and "cirbench synth-backbones" in missing.output
-    from cirbench.synth.backbones import BackboneRecipe, ensure_backbones
+    from cirbench.synth.tiny_backbones import BackboneRecipe, ensure_backbones
 
     ensure_backbones(world, BackboneRecipe(steps=2, batch_size=8))
     result = runner.invoke(app, ["synth-probe", "--world", str(world), "--json"])

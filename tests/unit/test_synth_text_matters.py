@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import pytest
 
-from cirbench.synth.backbones import PROVENANCE, SHIPPED, sources_fingerprint
+from cirbench.synth.tiny_backbones import PROVENANCE, SHIPPED, sources_fingerprint
 from cirbench.synth.mentions import mention_holds, parse_mentions
 from cirbench.synth.presets import PRESETS, Knobs
 from cirbench.synth.world import SOURCE_KNOBS, plan_world
@@ -115,7 +115,7 @@ def test_the_fashioniq_knobs_leave_the_shop_sources_and_their_fingerprint_unchan
 
 
 def test_the_shipped_backbones_are_those_of_the_default_worlds_sources():
-    from cirbench.backbones.blip2 import build_tiny_tokenizer
+    from cirbench.backbones.blip2_tokenizers import build_tiny_tokenizer
     from cirbench.synth.vocabulary import VOCABULARY_VERSION, generator_words
 
     provenance = json.loads((SHIPPED / PROVENANCE).read_text())["backbones"]
@@ -126,7 +126,7 @@ def test_the_shipped_backbones_are_those_of_the_default_worlds_sources():
 
 
 def test_every_word_of_the_default_worlds_fashioniq_texts_is_a_generator_word():
-    from cirbench.backbones.blip2 import words_of
+    from cirbench.backbones.blip2_tokenizers import words_of
     from cirbench.synth.text import vague_phrases
     from cirbench.synth.vocabulary import generator_words
 

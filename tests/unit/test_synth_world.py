@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.synth import text
 from cirbench.synth.attributes import ATTRIBUTES, CATEGORIES, Garment, valid_values
 from cirbench.synth.mentions import Mention, mention_holds, parse_mentions
 from cirbench.synth.presets import PRESETS, Knobs, resolve_knobs
-from cirbench.synth.stats import world_text_stats
+from cirbench.synth.text_stats import world_text_stats
 from cirbench.synth.world import (
     GarmentSampler,
     image_caption_pairs,

@@ -4,6 +4,7 @@ resume guarantee (N steps straight == N/2 steps, interruption, N/2 more after --
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 
@@ -12,43 +13,67 @@ import pytest
 import torch
 from PIL import Image
 
-from cirbench.data.schema import DataError, TrainTriplet
+from cirbench.errors import DataError
+from cirbench.data.schema import TrainTriplet
 from cirbench.train.checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from cirbench.train.data import BatchPlan, TripletDataset, collate, epoch_order, step_loader
-from cirbench.train.losses import duplicate_target_mask, in_batch_contrastive, scaled_cosine
+from cirbench.losses import duplicate_target_mask, in_batch_contrastive, scaled_cosine
 from cirbench.train.loop import TrainSettings, make_optimizer, train
-from cirbench.train.schedule import Schedule
+from cirbench.train.recipe import Schedule
+from cirbench.train.schedule import make_scheduler, warmup_factor
 
 
 # ---- schedules ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("total, pct_start, div_factor", [(100, 0.05, 100.0), (37, 0.3, 25.0), (10, 0.15, 100.0)])
-def test_onecycle_matches_torch(total, pct_start, div_factor):
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=2e-5)
-    reference = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=2e-5, total_steps=total, pct_start=pct_start, div_factor=div_factor
-    )
-    ours = Schedule("onecycle", pct_start=pct_start, div_factor=div_factor)
-    for step in range(total):
-        assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-5 * ours.lr_factor(step, total), rel=1e-9)
+def _naive_onecycle(step: int, total: int, pct_start: float, div_factor: float, final_div_factor: float = 1e4) -> float:
+    """Leslie Smith's one cycle with cosine annealing, written out: the lr factor at ``step``."""
+    def cosine(start, end, fraction):
+        return end + (start - end) / 2 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+
+    start, peak_step = 1 / div_factor, pct_start * total - 1
+    if step <= peak_step:
+        return cosine(start, 1.0, step / peak_step if peak_step > 0 else 1.0)
+    return cosine(1.0, start / final_div_factor, (step - peak_step) / (total - 1 - peak_step))
+
+
+def _lrs(schedule: Schedule, total: int, lr: float = 2e-5) -> list[float]:
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = make_scheduler(optimizer, schedule, total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        reference.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("total, pct_start, div_factor", [(100, 0.05, 100.0), (37, 0.3, 25.0), (10, 0.15, 100.0),
+                                                          (10, 0.1, 100.0), (1, 0.3, 25.0)])
+def test_onecycle_is_torchs_and_matches_the_written_out_cycle(total, pct_start, div_factor):
+    """(10, 0.1): a rise of exactly one step, where torch's OneCycleLR alone divides by zero."""
+    schedule = Schedule("onecycle", pct_start=pct_start, div_factor=div_factor)
+    lrs = _lrs(schedule, total)
+    assert lrs == pytest.approx([2e-5 * _naive_onecycle(step, total, pct_start, div_factor) for step in range(total)],
+                                rel=1e-9)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-5, betas=(0.9, 0.98))
+    assert isinstance(make_scheduler(optimizer, schedule, total), torch.optim.lr_scheduler.OneCycleLR)
+    assert optimizer.param_groups[0]["betas"] == (0.9, 0.98)  # the momentum is left alone
 
 
 def test_cosine_warms_up_then_decays_to_min_ratio():
     schedule = Schedule("cosine", warmup_steps=4, min_ratio=0.1)
-    factors = [schedule.lr_factor(step, 20) for step in range(20)]
-    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    factors = [lr / 2e-5 for lr in _lrs(schedule, 20)]
+    assert factors[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0], rel=1e-12)
     assert factors[4] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
-    assert schedule.lr_factor(20, 20) == pytest.approx(0.1)
+    assert warmup_factor(schedule, 20, 20) == pytest.approx(0.1)
+    assert [lr / 2e-5 for lr in _lrs(Schedule("constant", warmup_steps=2), 5)] == pytest.approx([0.5, 1, 1, 1, 1])
 
 
 def test_unknown_schedule_and_train_keys_are_refused():
-    with pytest.raises(ValueError, match="unknown schedule"):
-        Schedule("linear")
+    with pytest.raises(DataError, match="train.schedule.name: must be one of 'constant', 'cosine', 'onecycle'"):
+        TrainSettings.from_dict({"stage": "x", "steps": 1, "schedule": {"name": "linear"}}, "r.yaml")
     with pytest.raises(DataError, match="train.learning_rate"):
         TrainSettings.from_dict({"stage": "x", "steps": 1, "learning_rate": 1.0}, "r.yaml")
     with pytest.raises(DataError, match="exactly one of epochs and steps"):
@@ -158,15 +183,16 @@ class _TinyTrainable(torch.nn.Module):
         self.requires_grad_(True)
 
     def training_losses(self, batch, tasks=("cir",)):
-        words = torch.tensor([sum(map(ord, text)) % 64 for text in batch.texts])
+        # created on the device of the parameters that use them, wherever the loop put the model
+        words = torch.tensor([sum(map(ord, text)) % 64 for text in batch.texts], device=self.text.weight.device)
         query = self.encoder(batch.ref_images) + self.text(words)
         targets = self.encoder(batch.target_images)
         return {"cir": in_batch_contrastive(query, targets, scaled_cosine(5.0), batch.target_ids)}
 
     def save_pretrained(self, directory):
-        from cirbench.train.checkpoint import write_model_folder
+        from cirbench.model_folder import write_model_folder
 
-        write_model_folder(self, directory, {"name": self.meta.name, "variant": self.meta.variant})
+        write_model_folder(self, directory)
 
 
 def _settings(**changes):
@@ -184,10 +210,15 @@ class _Interrupt(Exception):
     pass
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("schedule, without_scheduler_state", [
+    ({"name": "cosine", "warmup_steps": 2}, False),
+    ({"name": "onecycle", "pct_start": 0.4, "div_factor": 10.0}, False),
+    ({"name": "onecycle", "pct_start": 0.4, "div_factor": 10.0}, True),  # a checkpoint from before it was stored
+])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, schedule, without_scheduler_state):
     dataset = TripletDataset(_triplets(tmp_path, 20), _fresh_model().preprocess, text="randomised", seed=1)
     straight = _fresh_model()
-    train(straight, dataset, _settings(), tmp_path / "straight", progress=False)
+    train(straight, dataset, _settings(schedule=schedule), tmp_path / "straight", progress=False)
 
     def interrupt_after_step_3(step, losses):
         if step == 3:
@@ -195,10 +226,14 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
     interrupted = _fresh_model()
     with pytest.raises(_Interrupt):
-        train(interrupted, dataset, _settings(), tmp_path / "resumed", on_step=interrupt_after_step_3, progress=False)
+        train(interrupted, dataset, _settings(schedule=schedule), tmp_path / "resumed", on_step=interrupt_after_step_3,
+              progress=False)
     assert latest_checkpoint(tmp_path / "resumed").name == "step-00000002"
+    if without_scheduler_state:
+        trainer_file = latest_checkpoint(tmp_path / "resumed") / "trainer.json"
+        trainer_file.write_text(json.dumps({k: v for k, v in json.loads(trainer_file.read_text()).items() if k != "scheduler"}))
     resumed = _fresh_model()
-    result = train(resumed, dataset, _settings(), tmp_path / "resumed", resume=True, progress=False)
+    result = train(resumed, dataset, _settings(schedule=schedule), tmp_path / "resumed", resume=True, progress=False)
 
     for name, tensor in straight.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
@@ -249,7 +284,7 @@ import sys, torch
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from test_train_loop import TripletDataset, _fresh_model, _settings, _triplets, train
-from cirbench.train import distributed
+from cirbench import distributed
 folder = Path(sys.argv[2])
 model = _fresh_model(dropout=0.0)
 dataset = TripletDataset(_triplets(folder, 16), model.preprocess, seed=1)

@@ -102,6 +102,18 @@ def build_modifier(kind: str, options: BackendOptions = BackendOptions()) -> Mod
     return MODIFIERS.get(kind)(options)
 
 
+def make_annotators(config, embedder=None, captioner: Captioner | None = None, modifier: Modifier | None = None) -> tuple:
+    """(pairing encoder, captioner, modifier) of a build config (FACap or enhFashionIQ: fields
+    ``clip_model``, ``device``, ``captioner``, ``modifier`` and their options): those given, the
+    others made from the config."""
+    from cirbench.facap.embedding import make_embedder
+
+    embedder = embedder or make_embedder(config.clip_model, config.device)
+    captioner = captioner or build_captioner_for(config.captioner, config.captioner_options, embedder)
+    modifier = modifier or build_modifier(config.modifier, config.modifier_options)
+    return embedder, captioner, modifier
+
+
 def stage_prompt(stage: str, options: BackendOptions):
     from cirbench.facap.prompts import load_prompt
 
@@ -110,3 +122,15 @@ def stage_prompt(stage: str, options: BackendOptions):
 
 def format_attributes(attributes: Mapping[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in sorted(attributes.items())) or "none given"
+
+
+def caption_prompt(prompt, request: CaptionRequest) -> str:
+    """The captioner's prompt text for one image (model backends)."""
+    return prompt.render(category=request.category, description=request.description or "(none)",
+                         attributes=format_attributes(request.attributes))
+
+
+def modification_prompt(prompt, request: ModificationRequest) -> str:
+    """The modifier's prompt text for one pair (model backends)."""
+    return prompt.render(category=request.category, reference_caption=request.reference_caption,
+                         target_caption=request.target_caption)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from cirbench.facap.attributes import DIMENSION_WORDS, DIMENSIONS, canonical_value, parse_attributes
+from cirbench.facap.attribute_phrases import DIMENSION_WORDS, DIMENSIONS, canonical_value, parse_attributes
 from cirbench.facap.backends import BackendOptions, CaptionRequest, ModificationRequest, Result
 
 # Bumped whenever the generated text changes: builds record it like a prompt hash.

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from cirbench.backbones.folders import offline_hub
+from cirbench.compat import chat_template_processor_kwargs, dtype_kwargs
 from cirbench.data.images import open_rgb
 from cirbench.facap.backends import (
-    BackendOptions, CaptionRequest, ModificationRequest, Result, format_attributes, stage_prompt,
+    BackendOptions, CaptionRequest, ModificationRequest, Result, caption_prompt, modification_prompt, stage_prompt,
 )
 
 
@@ -38,10 +40,18 @@ class _GenerationBackend:
             "prompt": self.prompt.record(),
         }
 
+    def _run(self, requests: Sequence) -> list[Result]:
+        """Every request's text, ``options.batch_size`` conversations per generate call."""
+        results: list[Result] = []
+        for batch in _batches(requests, self.options.batch_size):
+            results += self._generate([self._conversation(r) for r in batch])
+        return results
+
     def _generate(self, conversations: list[list[dict]]) -> list[str]:
         import torch
 
         inputs = self._tokenize(conversations).to(self.model.device)
+        inputs.pop("token_type_ids", None)  # transformers 4's tokenizers return them; generate() refuses them
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
@@ -54,21 +64,15 @@ class TransformersCaptioner(_GenerationBackend):
     def _tokenize(self, conversations: list[list[dict]]):
         return self.processor.apply_chat_template(
             conversations, add_generation_prompt=True, tokenize=True, return_dict=True,
-            return_tensors="pt", processor_kwargs={"padding": True},
+            return_tensors="pt", **chat_template_processor_kwargs(self.processor, padding=True),
         )
 
     def caption(self, requests: Sequence[CaptionRequest]) -> list[Result]:
-        results: list[Result] = []
-        for batch in _batches(requests, self.options.batch_size):
-            results += self._generate([self._conversation(r) for r in batch])
-        return results
+        return self._run(requests)
 
     def _conversation(self, request: CaptionRequest) -> list[dict]:
-        text = self.prompt.render(
-            category=request.category, description=request.description or "(none)",
-            attributes=format_attributes(request.attributes),
-        )
         image = open_rgb(request.image_path)
+        text = caption_prompt(self.prompt, request)
         return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
 
 
@@ -82,24 +86,20 @@ class TransformersModifier(_GenerationBackend):
         )
 
     def modify(self, requests: Sequence[ModificationRequest]) -> list[Result]:
-        results: list[Result] = []
-        for batch in _batches(requests, self.options.batch_size):
-            results += self._generate([self._conversation(r) for r in batch])
-        return results
+        return self._run(requests)
 
     def _conversation(self, request: ModificationRequest) -> list[dict]:
-        text = self.prompt.render(
-            category=request.category, reference_caption=request.reference_caption, target_caption=request.target_caption,
-        )
-        return [{"role": "user", "content": text}]
+        return [{"role": "user", "content": modification_prompt(self.prompt, request)}]
 
 
 def build_captioner(options: BackendOptions) -> TransformersCaptioner:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model_id = _require_model(options, "--captioner-model")
-    processor = AutoProcessor.from_pretrained(model_id, padding_side="left")
-    model = AutoModelForImageTextToText.from_pretrained(model_id, dtype="auto").to(options.device).eval()
+    with offline_hub(model_id, "the captioner model") as local_only:
+        processor = AutoProcessor.from_pretrained(model_id, padding_side="left", **local_only)
+        model = AutoModelForImageTextToText.from_pretrained(model_id, **dtype_kwargs("auto"), **local_only)
+    model = model.to(options.device).eval()
     return TransformersCaptioner(options, processor, model)
 
 
@@ -107,6 +107,8 @@ def build_modifier(options: BackendOptions) -> TransformersModifier:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_id = _require_model(options, "--modifier-model")
-    tokenizer = AutoTokenizer.from_pretrained(model_id, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto").to(options.device).eval()
+    with offline_hub(model_id, "the modifier model") as local_only:
+        tokenizer = AutoTokenizer.from_pretrained(model_id, padding_side="left", **local_only)
+        model = AutoModelForCausalLM.from_pretrained(model_id, **dtype_kwargs("auto"), **local_only)
+    model = model.to(options.device).eval()
     return TransformersModifier(options, tokenizer, model)

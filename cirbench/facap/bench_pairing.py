@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from cirbench.facap.embedding import unit_rows
-from cirbench.facap.pairing import TOP_K, pair_group
+from cirbench.facap.pairing import TOP_K, flat_ip_index, pair_group
 
 CATEGORY_SHARES = {"dress": 0.30, "top": 0.26, "pants": 0.14, "skirt": 0.11, "jacket": 0.10, "jumpsuit": 0.09}
 
@@ -39,9 +39,7 @@ def _products(size: int, rng: np.random.Generator) -> list[str]:
 
 
 def _bare_search(vectors: np.ndarray) -> None:
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    index = flat_ip_index(vectors.shape[1])
     index.add(vectors)
     index.search(vectors, TOP_K + 1)
 

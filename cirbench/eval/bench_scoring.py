@@ -4,8 +4,9 @@ Inputs are random multi-head features (12 heads x 256, as FashionBLIP-2) shaped 
 val: 2,017 / 2,038 / 1,961 queries over galleries of 3,817 / 6,346 / 5,373 images. Encoders are
 not timed.
 
-- ours: ``retrieval.rank_targets`` with the multihead scorer, exactly what the evaluator runs
-  after encoding: prepare the gallery, prepare and score query chunks, turn scores into ranks.
+- ours: exactly what the evaluator runs after encoding, for a model whose similarity is the
+  multihead scorer's (FashionBLIP-2): ``retrieval.GalleryScores.of_model`` (prepare the gallery)
+  and ``retrieval.rank_targets`` (prepare and score query chunks, turn scores into ranks).
 - bare: the already prepared, flattened queries [Q, 3072] @ gallery [N, 3072].T, per category,
   nothing else (no normalisation, no ranking, the whole [Q, N] matrix at once).
 
@@ -24,8 +25,17 @@ import sys
 import time
 from typing import Any, Callable
 
+from cirbench.interface import ModelMeta
+from cirbench.scorers import ScorerSimilarity
+
 FASHIONIQ_VAL_SHAPES = {"dress": (2017, 3817), "shirt": (2038, 6346), "toptee": (1961, 5373)}
 HEADS, HEAD_DIM = 12, 256
+
+
+class _MultiheadModel(ScorerSimilarity):
+    """What the evaluator sees of a FashionBLIP-2 once its features are encoded: the multihead scorer."""
+
+    meta = ModelMeta("bench", "features", "multihead", (HEADS, HEAD_DIM), (HEADS, HEAD_DIM))
 
 
 def peak_rss_mb() -> float:
@@ -65,14 +75,14 @@ def _category_inputs(n_queries: int, n_gallery: int, generator, device: str):
 
 
 def bench_category(n_queries: int, n_gallery: int, *, generator, chunk_size: int, repeats: int, device: str) -> dict[str, Any]:
-    from cirbench.eval.retrieval import rank_targets
+    from cirbench.eval.retrieval import GalleryScores, rank_targets
     from cirbench.scorers import get_scorer
 
-    scorer = get_scorer("multihead")
+    scorer, model = get_scorer("multihead"), _MultiheadModel()
     queries, gallery, targets = _category_inputs(n_queries, n_gallery, generator, device)
     flat_queries, flat_gallery = scorer.prepare_query(queries), scorer.prepare_candidates(gallery)
     paths = {
-        "ours": lambda: rank_targets(scorer, queries, gallery, targets, chunk_size=chunk_size),
+        "ours": lambda: rank_targets(GalleryScores.of_model(model, gallery), queries, targets, chunk_size=chunk_size),
         "bare": lambda: flat_queries @ flat_gallery.T,
     }
     best = best_times(paths, repeats, device)

@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cirbench.data.schema import DataError
+from cirbench.errors import DataError
 from cirbench.synth.attributes import ATTRIBUTES, Garment
 from cirbench.synth.mentions import Mention, mention_holds, parse_mentions
 from cirbench.synth.world import FASHIONIQ_CATEGORIES, garment_of, load_ground_truth, pair_detailed_text, read_manifest

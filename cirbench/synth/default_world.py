@@ -1,6 +1,10 @@
-"""The synthetic world as the builders' default input: the cached default world, written on first
-use with the synthetic-world library (as ``cirbench synth --preset default --seed 0`` would), and
-the world's pre-trained tiny CLIP as the pairing encoder when one has been built."""
+"""The synthetic world as the FACap builders' default input: the cached default world, written on
+first use (as ``cirbench synth --preset default --seed 0`` would), and the world's pre-trained
+tiny CLIP as the pairing encoder when one has been built.
+
+It lives with the world because the dependency goes one way: ``synth`` uses ``facap`` (the
+world's tokenizer vocabulary holds what the offline FACap backends write; the builders read the
+world's sources), and ``facap`` never imports ``synth``."""
 
 from __future__ import annotations
 
@@ -11,19 +15,20 @@ DEFAULT_PRESET, DEFAULT_SEED = "default", 0
 
 
 def default_world_dir() -> Path:
-    """The cached default world; its folder names the world format, so a newer generator writes a
-    new folder instead of refusing the old one."""
+    """``worlds/default-seed0-format<N>`` under the cache root (``$CIRBENCH_CACHE``, else
+    ``~/.cache/cirbench``): the folder names the world format, so a newer generator writes a new
+    folder instead of refusing the old one."""
+    from cirbench.files import cache_root
     from cirbench.synth.world import WORLD_FORMAT
 
-    cache = Path(os.environ.get("CIRBENCH_CACHE", Path.home() / ".cache" / "cirbench"))
-    return cache / "worlds" / f"{DEFAULT_PRESET}-seed{DEFAULT_SEED}-format{WORLD_FORMAT}"
+    return cache_root() / "worlds" / f"{DEFAULT_PRESET}-seed{DEFAULT_SEED}-format{WORLD_FORMAT}"
 
 
 def ensure_world(world: Path | None, progress: bool = True) -> Path:
     """``world`` as given, or the default world (written now if the cache lacks it)."""
     if world is not None:
         return Path(world)
-    from cirbench.facap.progress import stage_progress
+    from cirbench.progress import stage_progress
     from cirbench.synth.presets import resolve_knobs
     from cirbench.synth.world import check_target, plan_world, write_plan
 

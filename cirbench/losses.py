@@ -1,7 +1,7 @@
 """The in-batch contrastive loss every model of the zoo trains with, across ranks.
 
 Each query is scored against every target of the global batch (all ranks, see
-``cirbench.train.distributed``) and trained with cross-entropy towards its own target. A target
+``cirbench.distributed``) and trained with cross-entropy towards its own target. A target
 that appears twice in the batch (same id) is not a negative of itself: those logits are masked.
 Single process, this is the usual square [B, B] in-batch loss.
 """
@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from cirbench.train.distributed import gather_strings, gather_with_grad, local_offset
+from cirbench.distributed import gather_strings, gather_with_grad, local_offset
 
 Scores = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -4,16 +4,18 @@ image-text matching, as in BLIP-2's own first stage), so that "a frozen pretrain
 adapters" means at small scale what it means at full scale.
 
 They are built by recipe (the settings below) into ``<world>/backbones/{clip,blip2}`` and reused
-while the settings match (``backbones.json``); ``activate`` points the ``synth_tiny`` variants at
-them through ``$CIRBENCH_SYNTH_CLIP`` / ``$CIRBENCH_SYNTH_BLIP2``.
+while the settings match (``backbones.json``), and recorded as the installed pair, which the
+``synth_tiny`` variants of any later process use (``cirbench.backbones.folders``); ``activate``
+points this process at them through ``$CIRBENCH_SYNTH_CLIP`` / ``$CIRBENCH_SYNTH_BLIP2``.
 
 Pre-training both takes minutes on two CPU cores, so the package ships the pair made for the
 default world (preset ``default``, seed 0) by the default recipe, in float16 (13 MB), under
 ``pretrained/`` with ``provenance.json`` naming the sources' fingerprint, the recipe and the
 command that made them (``cirbench synth-backbones --world W --ship``). They are installed (as
 float32) only into a world with that exact fingerprint; any other world or recipe is pre-trained
-afresh. The fingerprint covers the shop sources only (what pre-training reads): a world that
-differs from the default one in its FashionIQ-like part alone gets the shipped backbones.
+afresh, the two backbones side by side where two cores are free. The fingerprint covers the shop
+sources only (what pre-training reads): a world that differs from the default one in its
+FashionIQ-like part alone gets the shipped backbones.
 """
 
 from __future__ import annotations
@@ -22,11 +24,9 @@ import hashlib
 import json
 import os
 import shutil
-import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from cirbench.synth.vocabulary import VOCABULARY_VERSION
 
@@ -50,7 +50,6 @@ class BackboneRecipe:
     vocabulary: str = VOCABULARY_VERSION  # the tiny BLIP-2 tokenizer's word list (synth/vocabulary.py)
 
 
-QUICK_RECIPE = BackboneRecipe(steps=80)
 # Seconds per pre-training step at the default batch, one torch thread, measured on a two-core
 # machine with a little else running (CLIP 0.27, BLIP-2 with matching 1.47): what
 # ``pretraining_minutes`` announces before a world's first run.
@@ -72,12 +71,12 @@ def activate(world: Path) -> dict[str, Path]:
     return dirs
 
 
-def backbones_ready(world: Path, recipe: BackboneRecipe = BackboneRecipe()) -> bool:
-    """Whether ``ensure_backbones`` will find or install them (no pre-training needed)."""
+def backbones_ready(world: Path, recipe: BackboneRecipe = BackboneRecipe(), keep_existing: bool = False) -> bool:
+    """Whether ``ensure_backbones`` (same arguments) will find or install them, with no pre-training."""
     wanted = {**asdict(recipe), "sources": sources_fingerprint(world)}
-    record = Path(world) / "backbones" / RECORD
-    built = record.is_file() and json.loads(record.read_text()) == wanted
-    return (built and all(d.is_dir() for d in backbone_dirs(world).values())) or _shipped_matches(wanted)
+    made = _made(world)
+    kept = keep_existing and made is not None and made.get("sources") == wanted["sources"]
+    return made == wanted or kept or _shipped_matches(wanted)
 
 
 def pretraining_minutes(recipe: BackboneRecipe = BackboneRecipe(), jobs: int = 1) -> float:
@@ -87,56 +86,29 @@ def pretraining_minutes(recipe: BackboneRecipe = BackboneRecipe(), jobs: int = 1
     return (max(seconds) if jobs > 1 else sum(seconds)) / 60
 
 
-@contextmanager
-def pretraining_progress(bars: bool, log: Callable[[str], None] = print) -> Iterator[Callable[[str, int, int], None]]:
-    """``on_step`` for ``ensure_backbones``: a bar per backbone, or without bars a line as each
-    backbone starts, at each quarter of its steps and when it ends."""
-    started: dict[str, float] = {}
-    if bars:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as progress:
-            tasks: dict[str, int] = {}
-
-            def advance(name: str, step: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = progress.add_task(f"pre-training tiny {name}", total=total)
-                progress.update(tasks[name], completed=step)
-
-            yield advance
-        return
-
-    def line(name: str, step: int, total: int) -> None:
-        if name not in started:
-            started[name] = time.time()
-            log(f"pre-training tiny {name}: {total} steps")
-        if step == total or step % max(1, total // 4) == 0:
-            log(f"pre-training tiny {name}: step {step}/{total}, {time.time() - started[name]:.0f} s")
-
-    yield line
-
-
 def ensure_backbones(
     world: Path, recipe: BackboneRecipe = BackboneRecipe(), on_step: Callable[[str, int, int], None] | None = None,
-    jobs: int = 1,
+    keep_existing: bool = False, jobs: int = 1,
 ) -> dict[str, Path]:
-    """Pre-train both backbones unless the world already has them for this recipe; then activate.
+    """Pre-train both backbones unless the world already has them for this recipe (with
+    ``keep_existing``: for any recipe, as `synth-backbones` made them); then activate.
 
     ``jobs=2`` pre-trains the two at once in two one-thread processes (the same weights as one after
-    the other); their progress lines come from the processes, ``on_step`` is not called."""
-    from cirbench.tasks import Task, run_tasks
+    the other); each process prints a line as its backbone starts, ``on_step`` is not called."""
     from cirbench.synth.vocabulary import world_vocabulary
     from cirbench.synth.world import image_caption_pairs
+    from cirbench.tasks import Task, run_tasks
 
     dirs = backbone_dirs(world)
     record = Path(world) / "backbones" / RECORD
     wanted = {**asdict(recipe), "sources": sources_fingerprint(world)}
-    if record.is_file() and json.loads(record.read_text()) == wanted and all(d.is_dir() for d in dirs.values()):
-        return activate(world)
+    made = _made(world)
+    if made == wanted or (keep_existing and made and made.get("sources") == wanted["sources"]):
+        return _install(world)
     if _shipped_matches(wanted):
         _install_shipped(dirs)
         record.write_text(json.dumps(wanted, indent=2) + "\n")
-        return activate(world)
+        return _install(world)
     pairs = image_caption_pairs(Path(world))[: recipe.max_pairs]
     # CLIP keeps open_clip's real BPE tokenizer; the tiny BLIP-2 one is built from the world's words.
     extra = {"clip": {"lr": recipe.lr}, "blip2": {"lr": recipe.blip2_lr, "words": world_vocabulary(world),
@@ -145,7 +117,14 @@ def ensure_backbones(
              for name in dirs]
     run_tasks(tasks, jobs, initializer=_one_thread)
     record.write_text(json.dumps(wanted, indent=2) + "\n")
-    return activate(world)
+    return _install(world)
+
+
+def _made(world: Path) -> dict | None:
+    """The recipe record of the backbones the world holds (None: none, or an interrupted build)."""
+    record = Path(world) / "backbones" / RECORD
+    complete = record.is_file() and all(d.is_dir() for d in backbone_dirs(world).values())
+    return json.loads(record.read_text()) if complete else None
 
 
 def _one_thread() -> None:
@@ -157,19 +136,31 @@ def _one_thread() -> None:
 def _pretrain_one(name: str, pairs: list, target: Path, recipe: BackboneRecipe, extra: dict,
                   on_step: Callable[[str, int, int], None] | None) -> None:
     """Pre-train one backbone into ``target`` (through a ``.partial`` folder: a killed build never
-    leaves a half backbone under the real name). Without ``on_step``: progress lines on stdout."""
-    from cirbench.backbones.blip2 import pretrain_blip2_backbone
-    from cirbench.backbones.clip import pretrain_clip_backbone
+    leaves a half backbone under the real name). Without ``on_step`` (in a worker process): one
+    progress line as it starts."""
+    from cirbench.progress import progress_bar
+    from cirbench.synth.pretrain import pretrain_blip2_backbone, pretrain_clip_backbone
 
     pretrain = {"clip": pretrain_clip_backbone, "blip2": pretrain_blip2_backbone}[name]
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    with pretraining_progress(False, lambda line: print(line, flush=True)) as lines:
-        report = on_step or lines
-        pretrain(pairs, partial, steps=recipe.steps, batch_size=recipe.batch_size, seed=recipe.seed,
-                 image_size=recipe.image_size, on_step=lambda step, loss: report(name, step + 1, recipe.steps), **extra)
+    if on_step is None:
+        with progress_bar(False) as lines:
+            lines.add_task(f"pre-training tiny {name}", total=recipe.steps)
+    report = (lambda step, loss: on_step(name, step + 1, recipe.steps)) if on_step else None
+    pretrain(pairs, partial, steps=recipe.steps, batch_size=recipe.batch_size, seed=recipe.seed,
+             image_size=recipe.image_size, on_step=report, **extra)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
+
+
+def _install(world: Path) -> dict[str, Path]:
+    """Record the world's backbones as the installed pair (``synth_tiny`` finds them from now on,
+    in any process, without a variable) and activate them in this one."""
+    from cirbench.backbones.folders import record_installed
+
+    record_installed(world, backbone_dirs(world))
+    return activate(world)
 
 
 def sources_fingerprint(world: Path | dict) -> str:
