@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from cirbench.errors import DataError
 from cirbench.files import check_writable_folder
 from cirbench.results import ERRORS_FILE, append_jsonl
 
@@ -22,6 +23,7 @@ class ModelEntry:
     label: str  # the table row, e.g. "FashionBLIP-2 (FACap -> FIQ)"
     spec: str  # "name:variant"
     checkpoint: Path | None = None  # a folder written by save_pretrained; None: zero-shot
+    problem: str | None = None  # why the folder cannot be read: the entry becomes an error row
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,21 @@ def trained_models(runs_root: Path) -> list[ModelEntry]:
 
     entries = []
     for config in sorted(Path(runs_root).glob("**/final/config.json")):
-        spec = folder_spec(config.parent)
-        entries.append(ModelEntry(f"{spec} ({config.parent.parent.name})", spec, config.parent))
+        try:
+            spec, problem = folder_spec(config.parent), None
+        except DataError as exc:  # one unreadable folder must not hide the others: an error row
+            spec, problem = _claimed_spec(config), str(exc)
+        entries.append(ModelEntry(f"{spec} ({config.parent.parent.name})", spec, config.parent, problem))
     return entries
+
+
+def _claimed_spec(config: Path) -> str:
+    """The ``name:variant`` an unreadable model folder's config.json claims, for its error row."""
+    try:
+        claimed = json.loads(config.read_text(encoding="utf-8"))
+        return f"{claimed.get('name') or claimed.get('model') or '?'}:{claimed.get('variant') or '?'}"
+    except (OSError, ValueError, AttributeError):
+        return "?:?"
 
 
 @dataclass
@@ -157,6 +171,8 @@ def evaluate_model(
     model = None
     for bench in benchmarks:
         try:
+            if model_entry.problem:
+                raise DataError(model_entry.problem)  # the message as read: file, entry, problem
             if bench not in _SPLITS:
                 _SPLITS[bench] = bench.load()
             model = model or build_for_evaluation(model_entry.spec, model_entry.checkpoint, device, precision, seed)

@@ -56,7 +56,7 @@ def test_a_worlds_own_backbones_are_kept_whatever_recipe_made_them_and_recorded(
     """The demo and the ablations never pre-train over what synth-backbones made (keep_existing)."""
     import json
 
-    from cirbench.backbones import blip2, clip
+    from cirbench.synth import pretrain
     from cirbench.synth.tiny_backbones import BackboneRecipe, backbone_dirs, ensure_backbones
 
     world = Path(shutil.copytree(tiny_world, nothing_installed / "world"))
@@ -68,8 +68,8 @@ def test_a_worlds_own_backbones_are_kept_whatever_recipe_made_them_and_recorded(
     def no_pretraining(*args, **kwargs):
         raise AssertionError("pre-trained over the world's own backbones")
 
-    monkeypatch.setattr(blip2, "pretrain_blip2_backbone", no_pretraining)
-    monkeypatch.setattr(clip, "pretrain_clip_backbone", no_pretraining)
+    monkeypatch.setattr(pretrain, "pretrain_blip2_backbone", no_pretraining)
+    monkeypatch.setattr(pretrain, "pretrain_clip_backbone", no_pretraining)
     installed_record().unlink()
     assert ensure_backbones(world, keep_existing=True) == backbone_dirs(world)  # another recipe asked: kept
     assert json.loads(installed_record().read_text())["clip"] == str(made["clip"].resolve())
