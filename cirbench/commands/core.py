@@ -205,6 +205,7 @@ def eval_model(
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP + " bf16 also holds the frozen ViT's weights in bf16."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, show_default="0 on CPU, up to 8 on CUDA", help="Image decoding worker processes."),
     seed: int = typer.Option(0, "--seed", help="Seed for torch and the bootstrap intervals."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (without them, or without a terminal: one line per stage)."),
 ) -> None:
     """Evaluate one model on one benchmark: target ranks, Recall@K with 95% intervals, records.
 
@@ -224,7 +225,7 @@ def eval_model(
     with user_errors():
         device = resolve_device(device)
         options = EvalOptions(device, resolve_precision(precision, device), batch_size, chunk_size,
-                              default_num_workers(device) if num_workers is None else num_workers)
+                              default_num_workers(device) if num_workers is None else num_workers, progress)
     wanted = tuple(c.strip() for c in categories.split(",") if c.strip()) if categories else None
     if all_:
         with user_errors():
@@ -262,6 +263,7 @@ class EvalOptions:
     batch_size: int
     chunk_size: int
     num_workers: int
+    progress: bool = True
 
 
 def _evaluate(model, splits, protocol, cache_dir, no_cache, options: EvalOptions):
@@ -271,7 +273,7 @@ def _evaluate(model, splits, protocol, cache_dir, no_cache, options: EvalOptions
     cache = None if no_cache else (cache_dir or default_cache_dir())
     return evaluate(model, splits, protocol, batch_size=options.batch_size, chunk_size=options.chunk_size,
                     cache_dir=cache, device=options.device, num_workers=options.num_workers,
-                    precision=options.precision)
+                    precision=options.precision, progress=options.progress)
 
 
 def _write_results(result, protocol, run_dir: Path, seed: int, config_hash: str | None) -> list[dict]:
@@ -459,7 +461,7 @@ def _eval_all(data_root: Path, runs: Path, zero_shot: str, out: Optional[Path], 
                               cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                               log=lambda line: _console().print(line, markup=False, highlight=False),
                               batch_size=options.batch_size, chunk_size=options.chunk_size,
-                              precision=options.precision, num_workers=options.num_workers)
+                              precision=options.precision, num_workers=options.num_workers, progress=options.progress)
         if show_table:
             _print_tables(read_records([run_dir]), read_ranks([run_dir]), errors=read_errors([run_dir]))
     for row in errors:

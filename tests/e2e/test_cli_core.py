@@ -85,7 +85,7 @@ def test_models_lists_every_registered_spec(cli):
 
 
 def test_eval_writes_records_and_ranks_and_prints_the_table(cli, tmp_path):
-    output = fake_eval(cli, "--table", "--batch-size", "5", "--chunk-size", "7")
+    output = fake_eval(cli, "--table", "--batch-size", "5", "--chunk-size", "7", "--no-progress")
     records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert len(records) == 3 * 4 and {r["category"] for r in records} == set(CATEGORIES)
     assert {r["model"] for r in records} == {"fake_cir:test_tiny"} and records[0]["seed"] == 0
@@ -123,7 +123,7 @@ def test_eval_all_acts_on_split_categories_and_chunks_and_reuses_only_what_is_do
     cli(*base, "--categories", "dress", "--chunk-size", "7", "--batch-size", "5")
     records = [json.loads(line) for line in (tmp_path / "everything" / "results.jsonl").read_text().splitlines()]
     assert {(r["category"], r["split"]) for r in records} == {("dress", "val")}
-    output = cli(*base)  # every category now: shirt and toptee are not done yet, so nothing is reused
+    output = cli(*base, "--no-progress")  # every category now: shirt and toptee are not done yet, so nothing is reused
     assert "evaluated: fake_cir:test_tiny (zero-shot) on fake_fashioniq" in " ".join(output.split())
     records = [json.loads(line) for line in (tmp_path / "everything" / "results.jsonl").read_text().splitlines()]
     assert {r["category"] for r in records} == set(CATEGORIES)
