@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -291,6 +292,8 @@ def _matches(value: Any, hint: Any, source: str | Path, where: str) -> tuple[boo
         return isinstance(value, int) and not isinstance(value, bool), value
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):  # YAML's .inf / .nan: no setting here means "unbounded"
+            raise DataError(source, where, f"must be a finite number, got {value}")
         return ok, float(value) if ok else value
     if hint is str:
         return isinstance(value, str), value
