@@ -315,6 +315,8 @@ def table(
         raise typer.BadParameter("give result files or run folders, or --reported")
     with user_errors():
         tables = load_tables(results or [], reported=reported, ci=ci)
+        if not tables:  # e.g. an empty results.jsonl, or one whose only line is torn
+            raise DataError(", ".join(map(str, results)), "results", "no result records to tabulate")
     for built in tables:
         if fmt is TableFormat.rich:
             _print_wide(to_rich(built, ci=ci))

@@ -297,6 +297,13 @@ def test_results_that_are_not_utf8_are_named_and_a_torn_last_line_does_not_block
     refused(run("compare", run_dir, run_dir), "ranks.jsonl: line 2: not UTF-8 text")
 
 
+def test_results_without_a_single_record_are_refused_not_shown_as_nothing(tmp_path):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "torn.jsonl").write_bytes(b'{"run_id": "torn", "mod')
+    for name in ("empty.jsonl", "torn.jsonl"):
+        refused(run("table", tmp_path / name), f"{name}: results: no result records to tabulate")
+
+
 def test_a_facap_work_file_that_is_not_utf8_is_named(shop, tmp_path):
     out = tmp_path / "out"
     build = ["build-facap", "--folder", shop, "--metadata", shop / "meta.jsonl", "--out", out, "--clip-model",
