@@ -81,16 +81,20 @@ def write_html_report(
     records, ranks, errors = read_results_folder(results_dir)
     tables = reading_order(build_tables(records, ranks, reported=reported, ci=True, errors=errors) if records or reported else [])
     paper_specs, findings_specs = read_plan(results_dir)
+    extra_images = [Path(p) for p in extra_images]
+    plots, grids = _pngs_under(results_dir / "plots"), _pngs_under(results_dir / "grids")
+    if not (records or errors or reported or extra_images or plots or grids):
+        raise DataError(results_dir, "report", "nothing to report: no results.jsonl records, error rows or images")
     measured = [t for t in tables if any(row.source == "measured" for row in t.rows)]
     findings = [findings_table(build_findings(spec, ranks), spec.asked) for spec in findings_specs]
     sections = [
         _section("Summary", [to_html(summary_table(measured), table_id="summary")] if measured else []),
-        _images_section("Plots", _pngs_under(results_dir / "plots"), results_dir),
+        _images_section("Plots", plots, results_dir),
         _section("Findings (paired tests on the same queries)", [_wide(t, ci=True) for t in findings if t.rows]),
         _section("The paper's ablation tables", [_wide(t, ci=True) for t in build_paper_tables(paper_specs, tables)]),
         _section("Per-category results", [_intervals_note()] + [_wide(t, ci=True) for t in tables] if tables else []),
-        _images_section("Qualitative grids", _pngs_under(results_dir / "grids"), results_dir),
-        _images_section("Other images", [Path(p) for p in extra_images], results_dir),
+        _images_section("Qualitative grids", grids, results_dir),
+        _images_section("Other images", extra_images, results_dir),
         _provenance_section(records, results_dir),
     ]
     return write_atomic(Path(out_path), _page(title, [s for s in sections if s]))

@@ -140,6 +140,10 @@ def test_report_of_a_folder_without_results_still_shows_its_images(tmp_path):
     solid_png(tmp_path / "plots" / "p.png", MAGENTA, size=(8, 8))
     page = write_html_report(tmp_path, tmp_path / "report.html", title="t").read_text(encoding="utf-8")
     assert len(images_in(page)) == 1 and "No result records in this folder." in page
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: report: nothing to report"):
+        write_html_report(tmp_path / "empty", tmp_path / "empty" / "report.html", title="t")
+    assert not (tmp_path / "empty" / "report.html").exists()
 
 
 def test_report_refuses_a_missing_folder_a_non_png_image_or_a_bad_plan(tmp_path):
