@@ -52,6 +52,8 @@ class Knobs:
             < 1
         ):
             problems.append("pair, product and target counts must be at least 1")
+        if min(self.fiq_val_gallery, self.lookalikes) < 0:
+            problems.append("fiq_val_gallery and lookalikes must be at least 0")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -69,9 +69,12 @@ def test_interrupted_world_is_completed(world, tmp_path):
     assert {k: v[1] for k, v in snapshot(partial).items()} == {k: v[1] for k, v in snapshot(world).items()}
 
 
-def test_bad_knob_is_one_clear_error(tmp_path):
-    result = runner.invoke(app, ["synth", "--preset", "tiny", "--out", str(tmp_path / "w"), "--set", "vagueness=2"])
-    assert result.exit_code == 1 and "vagueness must be within 0..1" in result.output
+@pytest.mark.parametrize("knob, message", [("vagueness=2", "vagueness must be within 0..1"),
+                                           ("fiq_val_gallery=-5", "fiq_val_gallery and lookalikes must be at least 0"),
+                                           ("lookalikes=-1", "fiq_val_gallery and lookalikes must be at least 0")])
+def test_bad_knob_is_one_clear_error(tmp_path, knob, message):
+    result = runner.invoke(app, ["synth", "--preset", "tiny", "--out", str(tmp_path / "w"), "--set", knob])
+    assert result.exit_code == 1 and message in result.output
     assert not (tmp_path / "w").exists()
 
 
