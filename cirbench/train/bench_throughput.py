@@ -254,7 +254,8 @@ def _flops_per_sample(model: nn.Module, settings: TrainSettings, device: torch.d
     batch = synthetic_batch(model, 2, seed=99)
     batch.ref_images, batch.target_images = batch.ref_images.to(device), batch.target_images.to(device)
     counter = FlopCounterMode(display=False)
-    with counter, torch.autocast("cuda", dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
+    # as the training loop computes: bf16 autocast on CUDA only
+    with counter, torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16" and device.type == "cuda"):
         sum(model.training_losses(batch, settings.tasks).values()).backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / 2
