@@ -72,6 +72,9 @@ def import_checkpoint(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(out, "--out", "already exists and is not empty: nothing is overwritten, choose a new folder")
+    for file in files:  # before the tokenizer and the model skeleton are built
+        if not Path(file).is_file():
+            raise DataError(file, "file", "not found")
     built, mapped = _build(source, files, tokenizer, model, options or {}, seed, variant, config)
     done(IMPORT_STAGES[0])
     if trained_on:

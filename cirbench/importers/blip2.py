@@ -25,6 +25,7 @@ import torch
 from transformers import Blip2Config, Blip2ForImageTextRetrieval
 
 from cirbench.backbones.blip2 import BLIP2_HUB_NAME, Blip2Backbone
+from cirbench.backbones.folders import offline_hub
 from cirbench.backbones.blip2_configs import vitg_blip2_config
 from cirbench.backbones.blip2_tokenizers import LAVIS_BOS_TOKEN, tokenizer_from_vocab_file
 from cirbench.baselines.blip2_cir import Blip2CIRModel
@@ -106,14 +107,14 @@ def load_lavis_tokenizer(source: str | Path | None = None):
     source = source or BLIP2_HUB_NAME
     if Path(source).is_file():
         return tokenizer_from_vocab_file(source)
+    if str(source).startswith(("/", ".", "~")) and not Path(source).expanduser().exists():
+        raise DataError(source, "--tokenizer", "not found (a vocab.txt, a tokenizer folder or a hub name)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        with offline_hub(source, "the BLIP-2 tokenizer") as hub:  # never the network
+            tokenizer = AutoTokenizer.from_pretrained(str(source), **hub)
     except (OSError, ValueError) as exc:
-        raise DataError(
-            source, "--tokenizer",
-            f"no tokenizer there ({str(exc).splitlines()[0][:160]}); give bert-base-uncased's vocab.txt "
-            "or a folder holding the BLIP-2 tokenizer",
-        ) from None
+        reason = str(exc) if not Path(source).is_dir() else f"no tokenizer there ({str(exc).splitlines()[0][:160]})"
+        raise DataError(source, "--tokenizer", f"{reason}; or give bert-base-uncased's vocab.txt") from None
     if tokenizer.convert_tokens_to_ids(LAVIS_BOS_TOKEN) in (None, tokenizer.unk_token_id):
         raise DataError(source, "--tokenizer", f"has no {LAVIS_BOS_TOKEN} token, which LAVIS's BLIP-2 vocabulary ends with")
     return tokenizer

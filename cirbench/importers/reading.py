@@ -9,7 +9,7 @@ is unwrapped; other top-level entries (epoch, optimizer, config) are ignored.
 
 from __future__ import annotations
 
-import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,15 +57,27 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as exc:
             raise DataError(path, "safetensors", f"cannot be read ({exc})") from None
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore")
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to parse an untrusted file is a refusal (garbage bytes raise KeyError)
         raise DataError(
             path, "torch pickle",
             "refused: it cannot be read with torch.load(weights_only=True), which loads only tensors and "
-            f"plain containers (cirbench never unpickles other objects; {reason[:200]})",
+            f"plain containers (cirbench never unpickles other objects; {_unpickling_reason(exc)})",
         ) from None
     return _unwrap(content, path)
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """What torch's refusal says about the file (``Unsupported global: GLOBAL posix.system``), without its
+    advice to retry with ``weights_only=False``, which is exactly what must not be done with such a file."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if line.startswith(("Unsupported", "Unsupported global", "Trying to"))]
+    if named:
+        return named[0][:200]
+    plain = [line for line in lines if "weights_only" not in line and "torch.load" not in line and "issue" not in line]
+    return (f"{type(exc).__name__}: {plain[0]}" if plain else type(exc).__name__)[:200]
 
 
 def _unwrap(content: object, path: Path) -> dict[str, torch.Tensor]:

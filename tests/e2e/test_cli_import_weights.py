@@ -39,11 +39,12 @@ def _import_sprc(folder: Path, weights: Path, out: Path, *extra: str):
     ])
 
 
-def _one_clean_error(result, *fragments: str) -> None:
+def _one_clean_error(result, *fragments: str) -> str:
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # typer.Exit(1), nothing raised
     assert all(fragment in result.output for fragment in fragments), result.output
+    return result.output
 
 
 def test_an_imported_sprc_checkpoint_evaluates_like_the_upstream_model(sprc_upstream, tmp_path):
@@ -153,6 +154,32 @@ def test_a_pickle_with_code_is_refused_and_nothing_is_overwritten(sprc_upstream,
     (tmp_path / "taken" / "model.safetensors").write_text("a model already here")
     _one_clean_error(_import_sprc(folder, folder / "sprc_fiq.pt", tmp_path / "taken"), "already exists and is not empty")
     assert (tmp_path / "taken" / "model.safetensors").read_text() == "a model already here"
+
+
+def test_files_that_are_no_checkpoint_are_refused_without_advice_to_unpickle_them(sprc_upstream, tmp_path):
+    _, folder = sprc_upstream
+    (tmp_path / "garbage.pt").write_bytes(b"hello")  # torch's unpickler raises KeyError on it
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save({"Blip2QformerCirAlignPrompt": {"w": torch.ones(1)}, "hook": print}, tmp_path / "evil.pt")
+    for name in ("garbage.pt", "empty.pt", "evil.pt"):
+        output = _one_clean_error(_import_sprc(folder, tmp_path / name, tmp_path / "out"), f"{name}: torch pickle: refused")
+        assert "weights_only=False" not in output and "weights_only` set to `False" not in output
+
+
+def test_a_missing_file_or_tokenizer_is_one_line_and_nothing_is_fetched(tmp_path):
+    vocab = str(parity_case("sprc_large").vocab)
+    result = runner.invoke(app, ["import-weights", "--from", "sprc", str(tmp_path / "absent.pt"), "--out", str(tmp_path / "o"),
+                                 "--tokenizer", "Salesforce/blip2-itm-vit-g"])
+    _one_clean_error(result, "absent.pt: file: not found")  # the file first: no tokenizer is looked up for nothing
+    (tmp_path / "w.pt").write_bytes(b"")
+    result = runner.invoke(app, ["import-weights", "--from", "sprc", str(tmp_path / "w.pt"), "--out", str(tmp_path / "o"),
+                                 "--tokenizer", "someone/not-downloaded-tokenizer"])
+    _one_clean_error(result, "--tokenizer: the BLIP-2 tokenizer someone/not-downloaded-tokenizer is not on this machine",
+                     "hf download someone/not-downloaded-tokenizer")
+    result = runner.invoke(app, ["import-weights", "--from", "sprc", str(tmp_path / "w.pt"), "--out", str(tmp_path / "o"),
+                                 "--tokenizer", str(tmp_path / "absent_vocab.txt")])
+    _one_clean_error(result, "absent_vocab.txt: --tokenizer: not found")
+    assert Path(vocab).is_file() and not (tmp_path / "o").exists()
 
 
 def test_help_has_an_example():
