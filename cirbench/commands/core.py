@@ -359,7 +359,7 @@ def compare(
     model_a: Optional[str] = typer.Option(None, "--model-a", help="The model to take from run a when it holds several (eval --all, demo): its table label or its spec."),
     model_b: Optional[str] = typer.Option(None, "--model-b", help="The same for run b."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="The benchmark to compare on when the runs hold several."),
-    k: List[int] = typer.Option([10, 50], "--k", help="Cut-offs to test (repeatable)."),
+    k: List[int] = typer.Option([10, 50], "--k", min=1, help="Cut-offs to test (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the permutations."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per cut-off."),
 ) -> None:

@@ -247,6 +247,8 @@ def test_compare_picks_models_out_of_the_committed_demo_results_by_label(cli):
     several = cli("compare", demo, demo, "--model-a", "fashionblip2:synth_tiny", "--model-b", "CLIP4CIR", code=1)
     assert "14 evaluations match --model-a 'fashionblip2:synth_tiny'" in several
     assert "'FashionBLIP-2 (FACap -> FIQ)' on fashioniq/val" in several and "CLIP4CIR" not in several.split(": ", 3)[-1]
+    assert "--k" in cli("compare", demo, demo, "--model-a", "CLIP4CIR", "--model-b", "SPRC", "--dataset", "fashioniq",
+                        "--k", "0", code=2)  # Recall@0 means nothing
 
 
 def test_bench_eval_prints_ratio_and_peak_memory_as_json(cli, monkeypatch):
