@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cirbench.errors import DataError
+from cirbench.files import check_writable_folder
 from cirbench.experiments.evaluate_all import (
     BenchmarkEntry,
     ModelEntry,
@@ -79,7 +80,7 @@ def run_trainings(
     import torch
 
     torch.set_num_threads(threads)
-    out = Path(out)
+    out = check_writable_folder(out, "--out")  # a file there (or above) would end the run at its first write
     check_recipes(trainings, out, batch_size)  # every recipe, and the real data, before anything is written
     real = real_data(data_root) if data_root is not None else None
     out.mkdir(parents=True, exist_ok=True)

@@ -277,6 +277,14 @@ def test_an_out_that_cannot_be_written_is_refused_before_anything_is_encoded(fiq
     assert "encod" not in result.output.lower() and (tmp_path / "file").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("command", [["demo", "--quick"], ["ablate", "components", "--steps", "2"]], ids=" ".join)
+def test_demo_and_ablations_refuse_an_out_that_is_a_file_before_any_work(tmp_path, command):
+    (tmp_path / "file").write_text("keep me")
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        refused(run(*command, "--world", tmp_path / "no-world-needed", "--out", out), "--out:", "not a folder")
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
 def test_results_that_are_not_utf8_are_named_and_a_torn_last_line_does_not_block_a_rerun(fiq, tmp_path):
     run_dir = tmp_path / "run"
     assert evaluate(fiq, run_dir).exit_code == 0
