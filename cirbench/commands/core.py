@@ -314,6 +314,8 @@ def table(
     if not results and not reported:
         raise typer.BadParameter("give result files or run folders, or --reported")
     with user_errors():
+        if out:
+            check_writable_folder(out)
         tables = load_tables(results or [], reported=reported, ci=ci)
         if not tables:  # e.g. an empty results.jsonl, or one whose only line is torn
             raise DataError(", ".join(map(str, results)), "results", "no result records to tabulate")
@@ -346,6 +348,7 @@ def report(
     from cirbench.report.html import write_html_report
 
     with user_errors():
+        check_writable_folder((out or Path(results) / "report.html").parent, "--out")
         path = write_html_report(results, out or Path(results) / "report.html", title=title, reported=reported)
     _console().print(f"report: {path}", markup=False)
 

@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from cirbench.commands.core import refuse_unused, user_errors
+from cirbench.files import check_writable_folder
 from cirbench.progress import progress_bar
 
 
@@ -57,6 +58,7 @@ def fetch(
     with user_errors():
         if not images:
             refuse_unused(ctx, "they download images, and --no-images downloads none", "workers", "url_lists_base_url")
+        check_writable_folder(root, "--root")
     with user_errors(), progress_bar() as progress:
         task = progress.add_task("images", total=None)
         report = fetching.fetch_fashioniq(
@@ -107,6 +109,7 @@ def make_standins(
     from cirbench.data import standins
 
     with user_errors():
+        check_writable_folder(root, "--root")
         copied = standins.copy_annotations(annotations, root) if annotations else 0
         image_ids = standins.annotation_image_ids(root, split or None)
         with progress_bar() as progress:

@@ -33,12 +33,14 @@ def synth(
     from rich.console import Console
 
     from cirbench.commands.core import user_errors
+    from cirbench.files import check_writable_folder
     from cirbench.progress import progress_bar
     from cirbench.synth.presets import resolve_knobs
     from cirbench.synth.world import MANIFEST, check_target, plan_world, write_plan
 
     console = Console()
     with user_errors():
+        check_writable_folder(out)
         plan = plan_world(preset, seed, resolve_knobs(preset, set_ or [], image_size))
         if check_target(out, plan.settings()):
             console.print(f"{out} already holds this world (preset {preset}, seed {seed}); nothing to do.")

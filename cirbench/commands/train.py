@@ -14,6 +14,7 @@ import typer
 
 from cirbench.commands.core import library_output_to_stderr, refuse_unused, user_errors
 from cirbench.errors import DataError
+from cirbench.files import check_writable_folder
 from cirbench.devices import DEVICE_HELP
 
 
@@ -60,7 +61,7 @@ def train(
         source = resolve_recipe(recipe)
         config = apply_overrides(load_recipe(source), overrides or [], source)
         spec = read_recipe(config, source, model).spec  # the whole recipe checked before any folder is made
-        run_dir = out or Path("runs") / f"train-{spec.replace(':', '_')}-{source.stem}"
+        run_dir = check_writable_folder(out or Path("runs") / f"train-{spec.replace(':', '_')}-{source.stem}")
         result = train_from_recipe(spec, config, source, run_dir, resume=resume, progress=progress,
                                    device=target, backend=dist_backend)
     if result.final_dir is not None:

@@ -277,11 +277,22 @@ def test_an_out_that_cannot_be_written_is_refused_before_anything_is_encoded(fiq
     assert "encod" not in result.output.lower() and (tmp_path / "file").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("command", [["demo", "--quick"], ["ablate", "components", "--steps", "2"]], ids=" ".join)
-def test_demo_and_ablations_refuse_an_out_that_is_a_file_before_any_work(tmp_path, command):
+RESULTS_DEMO = Path(__file__).resolve().parents[2] / "results" / "demo"
+
+
+@pytest.mark.parametrize("command, option", [
+    (["demo", "--quick", "--world", "no-world-needed"], "--out"),
+    (["ablate", "components", "--steps", "2", "--world", "no-world-needed"], "--out"),
+    (["train", "clip4cir", "--recipe", "clip4cir/stage1_tiny", "--set", "train.epochs=null", "--set", "train.steps=1"], "--out"),
+    (["synth", "--preset", "tiny"], "--out"),
+    (["table", RESULTS_DEMO], "--out"),
+    (["make-standins"], "--root"),
+    (["fetch", "fashioniq", "--no-images"], "--root"),
+], ids=lambda value: value if isinstance(value, str) else " ".join(map(str, value[:2])))
+def test_an_output_folder_that_is_a_file_is_refused_by_every_command_before_any_work(tmp_path, command, option):
     (tmp_path / "file").write_text("keep me")
     for out in (tmp_path / "file", tmp_path / "file" / "below"):
-        refused(run(*command, "--world", tmp_path / "no-world-needed", "--out", out), "--out:", "not a folder")
+        refused(run(*command, option, out), f"{option}:", "not a folder")
     assert (tmp_path / "file").read_text() == "keep me"
 
 
