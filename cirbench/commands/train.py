@@ -98,6 +98,8 @@ def bench_train(
     with user_errors(), library_output_to_stderr(as_json):
         if not full:
             refuse_unused(ctx, "the random paper-size backbones are made only with --size full", "backbone_dir")
+        if profile is not None:
+            check_writable_folder(profile, "--profile")
         if full and not torch.cuda.is_available():
             raise DataError("--size", size.value, "needs a CUDA GPU (paper-size training at batch 512); use --size tiny on CPU")
         if full and model not in FULL_SIZE_VARIANTS:

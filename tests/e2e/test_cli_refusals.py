@@ -288,6 +288,7 @@ RESULTS_DEMO = Path(__file__).resolve().parents[2] / "results" / "demo"
     (["table", RESULTS_DEMO], "--out"),
     (["make-standins"], "--root"),
     (["fetch", "fashioniq", "--no-images"], "--root"),
+    (["bench", "train", "--model", "clip4cir", "--steps", "1"], "--profile"),
 ], ids=lambda value: value if isinstance(value, str) else " ".join(map(str, value[:2])))
 def test_an_output_folder_that_is_a_file_is_refused_by_every_command_before_any_work(tmp_path, command, option):
     (tmp_path / "file").write_text("keep me")
