@@ -198,6 +198,8 @@ def pick_query_ranks(run: str | Path, model: str | None = None, dataset: str | N
     from cirbench.eval.metrics import QueryRanks
 
     every = read_ranks([run])
+    if not every:  # the paired tests need each query's rank, which only ranks.jsonl keeps
+        raise DataError(run, option, f"no per-query ranks here ({RANKS_FILE} beside results.jsonl): compare needs them")
     rows = [r for r in every if (model is None or _names_model(r, model)) and dataset in (None, r["dataset"])]
     groups: dict[tuple, dict[str, dict]] = {}
     for row in rows:  # file order is write order: a later run of the same evaluation replaces an earlier one

@@ -226,7 +226,8 @@ def eval_model(
         device = resolve_device(device)
         options = EvalOptions(device, resolve_precision(precision, device), batch_size, chunk_size,
                               default_num_workers(device) if num_workers is None else num_workers, progress)
-    wanted = tuple(c.strip() for c in categories.split(",") if c.strip()) if categories else None
+    with user_errors():
+        wanted = _category_list(categories)
     if all_:
         with user_errors():
             refuse_unused(ctx, "--all evaluates every trained model under --runs and every benchmark under --data-root",
@@ -252,6 +253,20 @@ def eval_model(
         from cirbench.results import read_ranks
 
         _print_tables(records, read_ranks([run_dir]))
+
+
+def _category_list(text: str | None) -> tuple[str, ...] | None:
+    """``--categories`` as names (None: every category); an empty list or a repeated name is refused,
+    since it would silently mean all categories, or results counted twice."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise DataError("--categories", repr(text), "names no category (leave it out for all)")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError("--categories", text, f"{', '.join(repeated)} named more than once")
+    return tuple(names)
 
 
 @dataclass(frozen=True)

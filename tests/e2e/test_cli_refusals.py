@@ -317,6 +317,19 @@ def test_results_that_are_not_utf8_are_named_and_a_torn_last_line_does_not_block
     refused(run("compare", run_dir, run_dir), "ranks.jsonl: line 2: not UTF-8 text")
 
 
+@pytest.mark.parametrize("categories, message", [(",", "names no category"), ("dress,dress", "dress named more than once")])
+def test_an_empty_or_repeated_category_list_is_refused_not_read_as_all_or_counted_twice(fiq, tmp_path, categories, message):
+    refused(evaluate(fiq, tmp_path / "run", "--categories", categories), "--categories", message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_compare_without_per_query_ranks_says_what_is_missing(tmp_path):
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "results.jsonl").write_bytes((RESULTS_DEMO / "results.jsonl").read_bytes())
+    refused(run("compare", tmp_path / "only", tmp_path / "only", "--model-a", "SPRC", "--model-b", "CLIP4CIR",
+                "--dataset", "fashioniq"), "no per-query ranks here (ranks.jsonl")
+
+
 def test_results_without_a_single_record_are_refused_not_shown_as_nothing(tmp_path):
     (tmp_path / "empty.jsonl").write_bytes(b"")
     (tmp_path / "torn.jsonl").write_bytes(b'{"run_id": "torn", "mod')
