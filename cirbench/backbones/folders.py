@@ -79,10 +79,13 @@ def offline_hub(source: str | Path, what: str) -> Iterator[dict]:
     """Keyword arguments that make transformers' ``from_pretrained`` read ``source`` from this machine
     only (a folder, or a hub name already in the hub cache), never from the network: without them
     a missing file is retried over the network for a minute. A hub name that is not there becomes
-    ``not_on_this_machine``; a folder's own errors pass unchanged."""
+    ``not_on_this_machine``; a folder's own errors pass unchanged; a local path that does not
+    exist is "not found" (it is no hub name to download)."""
     if Path(source).is_dir():
         yield {}
         return
+    if str(source).startswith(("/", ".", "~")) and not Path(source).expanduser().exists():
+        raise FileNotFoundError(f"not found: {what} is not at this local path")
     try:
         yield {"local_files_only": True}
     except OSError as exc:  # transformers: "couldn't connect" / "does not appear to have a file" (cache miss)

@@ -226,7 +226,6 @@ def eval_model(
         device = resolve_device(device)
         options = EvalOptions(device, resolve_precision(precision, device), batch_size, chunk_size,
                               default_num_workers(device) if num_workers is None else num_workers, progress)
-    with user_errors():
         wanted = _category_list(categories)
     if all_:
         with user_errors():
@@ -362,9 +361,10 @@ def report(
     """
     from cirbench.report.html import write_html_report
 
+    out = out or Path(results) / "report.html"
     with user_errors():
-        check_writable_folder((out or Path(results) / "report.html").parent, "--out")
-        path = write_html_report(results, out or Path(results) / "report.html", title=title, reported=reported)
+        check_writable_folder(out.parent, "--out")
+        path = write_html_report(results, out, title=title, reported=reported)
     _console().print(f"report: {path}", markup=False)
 
 

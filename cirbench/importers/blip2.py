@@ -107,8 +107,6 @@ def load_lavis_tokenizer(source: str | Path | None = None):
     source = source or BLIP2_HUB_NAME
     if Path(source).is_file():
         return tokenizer_from_vocab_file(source)
-    if str(source).startswith(("/", ".", "~")) and not Path(source).expanduser().exists():
-        raise DataError(source, "--tokenizer", "not found (a vocab.txt, a tokenizer folder or a hub name)")
     try:
         with offline_hub(source, "the BLIP-2 tokenizer") as hub:  # never the network
             tokenizer = AutoTokenizer.from_pretrained(str(source), **hub)

@@ -73,7 +73,7 @@ def _unpickling_reason(exc: Exception) -> str:
     """What torch's refusal says about the file (``Unsupported global: GLOBAL posix.system``), without its
     advice to retry with ``weights_only=False``, which is exactly what must not be done with such a file."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    named = [line for line in lines if line.startswith(("Unsupported", "Unsupported global", "Trying to"))]
+    named = [line for line in lines if line.startswith(("Unsupported", "Trying to"))]
     if named:
         return named[0][:200]
     plain = [line for line in lines if "weights_only" not in line and "torch.load" not in line and "issue" not in line]
